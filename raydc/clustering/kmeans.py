@@ -1,0 +1,253 @@
+"""Device-side (re)clustering of embeddings: k-means, k-means++, k-medoids, diagonal GMM, random centres.
+
+Every routine takes an (n, d) tensor on any device and a ``torch.Generator`` that may live on another
+device; random numbers are drawn on the generator's device and moved, so results are reproducible
+from the generator's seed. Loops only synchronise with the host for a convergence check.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Iterations between host-side convergence checks (each check is one device synchronisation).
+CHECK_EVERY = 5
+
+Reclusterer = Callable[[Tensor, int, torch.Generator], tuple[Tensor, Tensor]]
+
+
+def sq_distances(x: Tensor, centers: Tensor) -> Tensor:
+    """(n, k) squared Euclidean distances as ‖x‖² − 2x·c + ‖c‖² (one GEMM), clamped at 0 against cancellation."""
+    x_sq = x.pow(2).sum(1, keepdim=True)
+    c_sq = centers.pow(2).sum(1)
+    return torch.addmm(x_sq + c_sq, x, centers.T, alpha=-2).clamp_min_(0)
+
+
+def nearest(x: Tensor, centers: Tensor) -> Tensor:
+    """Index (int64) of each row's nearest centre."""
+    return sq_distances(x, centers).argmin(1)
+
+
+def _as_float(x: Tensor) -> Tensor:
+    # Keep float32/float64; integer or half inputs are promoted so distance sums stay accurate.
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def _check_k(x: Tensor, k: int) -> None:
+    if x.ndim != 2:
+        raise ValueError(f"expected an (n, d) tensor, got shape {tuple(x.shape)}")
+    if not 1 <= k <= x.shape[0]:
+        raise ValueError(f"k must be in [1, n={x.shape[0]}], got {k}")
+
+
+def _uniform(n: int, generator: torch.Generator, device: torch.device) -> Tensor:
+    """n float64 uniforms in [0, 1) drawn on the generator's device, moved to ``device``."""
+    return torch.rand(n, generator=generator, device=generator.device, dtype=torch.float64).to(device)
+
+
+def _kmeans_plusplus_indices(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    """Row indices of k seeds drawn by D² sampling (Arthur & Vassilvitskii, 2007), without local trials."""
+    n = x.shape[0]
+    u = _uniform(k, generator, x.device)
+    indices = torch.empty(k, dtype=torch.long, device=x.device)
+    indices[0] = (u[0] * n).long().clamp_max(n - 1)
+    min_sq = sq_distances(x, x[indices[:1]]).squeeze(1).double()
+    for j in range(1, k):
+        total = min_sq.sum()
+        # All points already coincide with a seed: fall back to uniform sampling instead of dividing by zero.
+        weights = torch.where(total > 0, min_sq, torch.ones_like(min_sq))
+        cumulative = weights.cumsum(0)
+        pick = torch.searchsorted(cumulative, (u[j] * cumulative[-1]).view(1), right=True).clamp_max(n - 1)
+        indices[j : j + 1] = pick
+        min_sq = torch.minimum(min_sq, sq_distances(x, x[pick]).squeeze(1).double())
+    return indices
+
+
+def kmeans_plusplus(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    """(k, d) k-means++ seeds: rows of x chosen by standard D² sampling."""
+    x = _as_float(x)
+    _check_k(x, k)
+    return x[_kmeans_plusplus_indices(x, k, generator)]
+
+
+def _means_with_reseeding(x: Tensor, labels: Tensor, min_sq: Tensor, k: int) -> Tensor:
+    """Cluster means; empty clusters move to the points farthest from their current centre."""
+    one_hot = F.one_hot(labels, k).to(x.dtype)
+    counts = one_hot.sum(0)
+    # One-hot GEMM instead of index_add_: deterministic on CUDA (no float atomics).
+    means = (one_hot.T @ x) / counts.clamp_min(1).unsqueeze(1)
+    empty = counts == 0
+    farthest = min_sq.topk(k).indices
+    # The j-th empty cluster takes the j-th farthest point, so reseeded centres are distinct points.
+    rank = (empty.long().cumsum(0) - 1).clamp_min(0)
+    return torch.where(empty.unsqueeze(1), x[farthest[rank]], means)
+
+
+def _lloyd(x: Tensor, centers: Tensor, max_iter: int, tol: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Lloyd iterations from ``centers``; returns (centers, labels, inertia as a 0-d tensor)."""
+    k = centers.shape[0]
+    # Tolerance relative to the data's mean per-feature variance, as in scikit-learn.
+    abs_tol = tol * x.var(0, unbiased=False).mean()
+    for it in range(1, max_iter + 1):
+        min_sq, labels = sq_distances(x, centers).min(1)
+        new_centers = _means_with_reseeding(x, labels, min_sq, k)
+        shift = (new_centers - centers).pow(2).sum()
+        centers = new_centers
+        if it % CHECK_EVERY == 0 and bool(shift <= abs_tol):
+            break
+    min_sq, labels = sq_distances(x, centers).min(1)
+    return centers, labels, min_sq.sum()
+
+
+def kmeans(
+    x: Tensor,
+    k: int,
+    generator: torch.Generator,
+    *,
+    n_init: int = 1,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    init: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Lloyd's k-means with k-means++ seeding; best of ``n_init`` runs by inertia.
+
+    ``tol`` bounds the squared centre shift relative to the mean feature variance (scikit-learn's
+    convention). ``init`` (k, d) replaces the seeding and implies a single run.
+    Returns (centers (k, d), labels (n,) int64).
+    """
+    x = _as_float(x)
+    _check_k(x, k)
+    # Centring keeps ‖x‖² small relative to distances, so the GEMM distance form loses less precision.
+    offset = x.mean(0)
+    xc = x - offset
+    if init is not None:
+        if init.shape != (k, x.shape[1]):
+            raise ValueError(f"init must have shape ({k}, {x.shape[1]}), got {tuple(init.shape)}")
+        seeds = [init.to(device=x.device, dtype=x.dtype) - offset]
+    else:
+        seeds = [xc[_kmeans_plusplus_indices(xc, k, generator)] for _ in range(max(n_init, 1))]
+    runs = [_lloyd(xc, seed, max_iter, tol) for seed in seeds]
+    best = int(torch.stack([inertia for _, _, inertia in runs]).argmin())
+    centers, labels, _ = runs[best]
+    return centers + offset, labels
+
+
+def _within_cluster_costs(x: Tensor, labels: Tensor, block_size: int) -> Tensor:
+    """(n,) sum of Euclidean distances from each point to the members of its own cluster, in row blocks."""
+    costs = []
+    for start in range(0, x.shape[0], block_size):
+        rows = slice(start, start + block_size)
+        dist = sq_distances(x[rows], x).sqrt_()
+        same = labels[rows].unsqueeze(1) == labels.unsqueeze(0)
+        costs.append((dist * same).sum(1))
+    return torch.cat(costs)
+
+
+def kmedoids(
+    x: Tensor, k: int, generator: torch.Generator, *, max_iter: int = 50, block_size: int = 2048
+) -> tuple[Tensor, Tensor]:
+    """Alternating k-medoids (Park & Jun, 2009) on Euclidean distances with k-means++ seeding.
+
+    Each step assigns points to the nearest medoid, then moves every medoid to the member with the
+    smallest summed distance to its cluster. Pairwise distances are formed ``block_size`` rows at a time.
+    Returns (medoids = rows of x (k, d), labels (n,) int64).
+    """
+    x = _as_float(x)
+    _check_k(x, k)
+    n = x.shape[0]
+    xc = x - x.mean(0)
+    medoids = _kmeans_plusplus_indices(xc, k, generator)
+    positions = torch.arange(n, device=x.device)
+    for _ in range(max_iter):
+        labels = nearest(xc, xc[medoids])
+        costs = _within_cluster_costs(xc, labels, block_size)
+        best_cost = torch.full((k,), math.inf, dtype=costs.dtype, device=x.device)
+        best_cost = best_cost.scatter_reduce(0, labels, costs, "amin")
+        # Lowest index among the cost minimisers, so ties resolve deterministically.
+        candidates = torch.where(costs == best_cost[labels], positions, n)
+        new_medoids = torch.full_like(medoids, n).scatter_reduce(0, labels, candidates, "amin")
+        new_medoids = torch.where(new_medoids == n, medoids, new_medoids)
+        # An iteration costs O(n²) distance work, so one scalar synchronisation per step is negligible.
+        if torch.equal(new_medoids, medoids):
+            break
+        medoids = new_medoids
+    return x[medoids], nearest(xc, xc[medoids])
+
+
+def _diag_gaussian_log_prob(x: Tensor, x_sq: Tensor, means: Tensor, variances: Tensor, log_weights: Tensor) -> Tensor:
+    """(n, k) log w_j + log N(x | μ_j, diag σ²_j), the Mahalanobis term expanded into GEMMs."""
+    precision = variances.reciprocal()
+    mahalanobis = (x_sq @ precision.T - 2 * x @ (means * precision).T + (means.pow(2) * precision).sum(1)).clamp_min_(0)
+    log_det = variances.log().sum(1)
+    return log_weights - 0.5 * (x.shape[1] * math.log(2 * math.pi) + log_det + mahalanobis)
+
+
+def gmm_em(
+    x: Tensor, k: int, generator: torch.Generator, *, max_iter: int = 100, tol: float = 1e-4, reg: float = 1e-6
+) -> tuple[Tensor, Tensor]:
+    """EM for a diagonal-covariance Gaussian mixture, initialised from k-means.
+
+    Responsibilities are computed in log space; ``reg`` is added to every variance; EM stops once the
+    mean log-likelihood changes by less than ``tol`` between iterations.
+    Returns (means (k, d), labels (n,) int64 = most responsible component).
+    """
+    x = _as_float(x)
+    _check_k(x, k)
+    offset = x.mean(0)
+    xc = x - offset
+    x_sq = xc.pow(2)
+    means, labels = kmeans(xc, k, generator)
+    resp = F.one_hot(labels, k).to(x.dtype)
+    # Guards empty components against 0/0, as scikit-learn does.
+    eps = 10 * torch.finfo(x.dtype).eps
+    previous_ll = torch.tensor(-math.inf, dtype=x.dtype, device=x.device)
+    for it in range(1, max_iter + 1):
+        mass = resp.sum(0) + eps
+        means = (resp.T @ xc) / mass.unsqueeze(1)
+        variances = ((resp.T @ x_sq) / mass.unsqueeze(1) - means.pow(2)).clamp_min(0) + reg
+        log_prob = _diag_gaussian_log_prob(xc, x_sq, means, variances, (mass / x.shape[0]).log())
+        log_norm = log_prob.logsumexp(1, keepdim=True)
+        resp = (log_prob - log_norm).exp()
+        ll = log_norm.mean()
+        change = (ll - previous_ll).abs()
+        previous_ll = ll
+        if it % CHECK_EVERY == 0 and bool(change < tol):
+            break
+    return means + offset, resp.argmax(1)
+
+
+def random_centers(x: Tensor, k: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """k distinct random rows of x as centres, points labelled by the nearest one."""
+    x = _as_float(x)
+    _check_k(x, k)
+    picks = torch.randperm(x.shape[0], generator=generator, device=generator.device)[:k].to(x.device)
+    centers = x[picks]
+    return centers, nearest(x, centers)
+
+
+def _kmeans_plusplus_only(x: Tensor, k: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """k-means++ seeds used directly as centres (no Lloyd refinement)."""
+    centers = kmeans_plusplus(x, k, generator)
+    return centers, nearest(_as_float(x), centers)
+
+
+RECLUSTER_METHODS: dict[str, Reclusterer] = {
+    "kmeans": kmeans,
+    "kmeans++": _kmeans_plusplus_only,
+    "kmedoids": kmedoids,
+    "em": gmm_em,
+    "random": random_centers,
+}
+
+
+def recluster(x: Tensor, k: int, method: str, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Cluster x into k groups with the named method; returns (centers (k, d), labels (n,) int64)."""
+    try:
+        algorithm = RECLUSTER_METHODS[method]
+    except KeyError:
+        raise ValueError(f"unknown recluster method {method!r}; valid methods: {', '.join(RECLUSTER_METHODS)}") from None
+    return algorithm(x, k, generator)

@@ -1,0 +1,26 @@
+"""Errors raised when a dataset cannot be read, each a single actionable message."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class DatasetUnavailable(Exception):
+    """A dataset's files are missing here and could not be fetched."""
+
+
+class DatasetCorrupt(DatasetUnavailable):
+    """A dataset file is present but its content is not the published one."""
+
+
+def missing_files_error(
+    name: str, files: Sequence[str], roots: Sequence[Path], failure: str | None = None
+) -> DatasetUnavailable:
+    """One message naming the dataset, the files it needs, where they were looked for and why fetching failed."""
+    where = ", ".join(str(root) for root in roots)
+    message = f"dataset {name!r} is not available: expected {', '.join(files)} under {where}"
+    if failure is None:
+        message += "; load it with download=True on a connected machine, or copy the files there"
+    else:
+        message += f"; {failure}"
+    return DatasetUnavailable(message)

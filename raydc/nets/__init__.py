@@ -1,0 +1,14 @@
+"""Networks: the feed-forward autoencoder and the ResNet-18 encoder."""
+from raydc.nets.autoencoder import FeedForwardAE
+from raydc.nets.resnet import ResNetEncoder
+
+__all__ = ["FeedForwardAE", "ResNetEncoder", "build_network"]
+
+
+def build_network(arch: str, image_shape: tuple[int, int, int], hidden: list[int], embedding_dim: int):
+    if arch == "mlp":
+        c, h, w = image_shape
+        return FeedForwardAE(c * h * w, hidden, embedding_dim)
+    if arch == "resnet18":
+        return ResNetEncoder(image_shape[0], embedding_dim)
+    raise ValueError(f"net.arch: unknown architecture {arch!r}")

@@ -1,0 +1,39 @@
+"""Feed-forward autoencoder D-1024-512-256-d (ReLU, no BatchNorm) with layers addressable by name."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _mlp(widths: list[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them and none after the last (the embedding / output layer)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class FeedForwardAE(nn.Module):
+    def __init__(self, input_dim: int, hidden: list[int], embedding_dim: int):
+        super().__init__()
+        self.encoder = _mlp([input_dim, *hidden, embedding_dim])
+        self.decoder = _mlp([embedding_dim, *reversed(hidden), input_dim])
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.flatten(1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    @property
+    def embedding_layer(self) -> nn.Linear:
+        return self.encoder[-1]
+
+    def layer_groups(self, include_embedding: bool) -> dict[str, list[nn.Module]]:
+        """Named selections a reset can target; the embedding layer joins 'encoder' only on request."""
+        encoder = [m for m in self.encoder if isinstance(m, nn.Linear)]
+        if not include_embedding:
+            encoder = encoder[:-1]
+        return {"encoder": encoder, "decoder": [m for m in self.decoder if isinstance(m, nn.Linear)]}

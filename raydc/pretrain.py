@@ -1,0 +1,86 @@
+"""Autoencoder pretraining, cached by content so every trial with the same inputs reuses one result."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from raydc.checkpoint import atomic_save, load
+from raydc.clustering.objectives import reconstruction_loss
+from raydc.config import TrialConfig
+from raydc.data import Augmenter, Dataset
+
+PRETRAIN_SEED_OFFSET = 1_000_003  # pretraining draws from its own stream so cached and fresh runs match
+
+
+def pretrain_key(config: TrialConfig) -> str:
+    """Content address of a pretraining result: dataset, architecture, pretrain settings and seed."""
+    spec = {"data": config.data.name, "net": config.net.model_dump(), "pretrain": config.pretrain.model_dump(),
+            "seed": config.seed, "format": 1}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """A file lock, so concurrent trials never pretrain the same thing twice."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def iterate_batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
+    order = torch.randperm(n, generator=generator, device=generator.device).to(device)
+    yield from order.split(batch_size)
+
+
+def train_autoencoder(net: torch.nn.Module, data: Dataset, config: TrialConfig, augmenter: Augmenter | None,
+                      on_epoch: Callable[[int, float], None]) -> list[float]:
+    """Reconstruction pretraining; returns the mean loss of every epoch."""
+    cfg = config.pretrain
+    device = data.x.device
+    generator = torch.Generator(device=device).manual_seed(config.seed + PRETRAIN_SEED_OFFSET)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    losses = []
+    for epoch in range(cfg.epochs):
+        total = torch.zeros((), device=device)
+        for idx in iterate_batches(data.n, cfg.batch_size, generator, device):
+            x = data.x[idx]
+            if cfg.augment and augmenter is not None:
+                x = augmenter(x, generator)
+            loss = reconstruction_loss(x, net.decode(net.encode(x)))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(idx)
+        losses.append(float(total) / data.n)  # one host sync per epoch
+        on_epoch(epoch, losses[-1])
+    return losses
+
+
+def pretrained_state(net: torch.nn.Module, data: Dataset, config: TrialConfig, augmenter: Augmenter | None,
+                     cache_dir: Path | None, on_epoch: Callable[[int, float], None]) -> tuple[list[float], bool]:
+    """Load the network's pretrained weights from the cache or train and store them; returns (losses, was_cached)."""
+    if cache_dir is None:
+        return train_autoencoder(net, data, config, augmenter, on_epoch), False
+    key = pretrain_key(config)
+    path = Path(cache_dir) / f"pretrain-{key}.pt"
+    with _exclusive(Path(cache_dir) / f"pretrain-{key}.lock"):
+        if path.exists():
+            saved = load(path, data.x.device)
+            net.load_state_dict(saved["net"])
+            losses = saved["losses"].tolist()
+            for epoch, loss in enumerate(losses):
+                on_epoch(epoch, loss)
+            return losses, True
+        losses = train_autoencoder(net, data, config, augmenter, on_epoch)
+        atomic_save({"net": net.state_dict(), "losses": torch.tensor(losses, dtype=torch.float64)}, path)
+        return losses, False

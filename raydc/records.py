@@ -1,0 +1,56 @@
+"""What a trial reports: one EpochRecord per epoch and a TrialRecord at the end."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+NAN = math.nan
+
+
+@dataclass
+class EpochRecord:
+    phase: str                      # "pretrain" or "cluster"
+    epoch: int                      # 0-based within the phase
+    loss: float = NAN               # weighted total that was optimised
+    loss_cluster: float = NAN
+    loss_reconstruction: float = NAN
+    acc: float = NAN                # Hungarian clustering accuracy, [0, 1]
+    nmi: float = NAN
+    ari: float = NAN
+    intra_cd: float = NAN           # App. D.4 on a fixed subsample, l2-normalised embedding
+    inter_cd: float = NAN
+    cl_change: float = NAN          # (1 − NMI(S_t, S_t−1)) · 100
+    silhouette: float = NAN         # on predicted labels, fixed subsample
+    ratio_share: float = NAN        # share of samples with d1/d2 > threshold (Fig 7)
+    reset_applied: bool = False     # a BRB step (or its ablation) ran before this epoch
+    reset_time_s: float = 0.0
+    time_s: float = 0.0             # wall time of this epoch including evaluation
+    elapsed_s: float = 0.0          # wall time since the trial started
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+EPOCH_FIELDS = tuple(EpochRecord.__dataclass_fields__)
+FINAL_METRICS = ("acc", "nmi", "ari", "intra_cd", "inter_cd", "silhouette", "ratio_share", "loss", "loss_reconstruction")
+
+
+@dataclass
+class TrialRecord:
+    config: dict[str, Any]          # flat dotted config
+    status: str                     # "finished" or "failed"
+    error: str | None = None
+    final: dict[str, float] = field(default_factory=dict)
+    epochs_done: int = 0
+    wall_time_s: float = 0.0
+    pretrain_time_s: float = 0.0
+    cluster_time_s: float = 0.0
+    reset_time_s: float = 0.0
+    pretrain_cached: bool = False
+    device: str = "cpu"
+    labels: np.ndarray | None = None       # final cluster assignment of every sample
+    embedding: np.ndarray | None = None    # final embedding, for label-free model selection
+    versions: dict[str, str] = field(default_factory=dict)

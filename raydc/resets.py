@@ -1,0 +1,77 @@
+"""Weight perturbations of BRB and its ablations, applied to named layer selections.
+
+soft reset (eq 1):       θ ← αθ + (1−α)φ,  φ ~ the layer's default init (Kaiming-uniform, default bias)
+perturb_only (H.13):     θ ← θ + (1−α)φ    (no contraction)
+scaled_gaussian (H.13):  θ ← αθ + (1−α)ε,  ε ~ N(mean θ, std θ) per tensor
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from raydc.config import TrialConfig
+
+PERTURBATIONS = ("soft_reset", "perturb_only", "scaled_gaussian")
+
+
+def sample_initial(module: nn.Module, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Fresh parameters φ from the module's PyTorch default initialisation, drawn from `generator`."""
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        weight = torch.empty_like(module.weight)
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+        fresh = {"weight": weight}
+        if module.bias is not None:
+            bound = 1.0 / math.sqrt(nn.init._calculate_fan_in_and_fan_out(module.weight)[0])
+            fresh["bias"] = torch.empty_like(module.bias).uniform_(-bound, bound, generator=generator)
+        return fresh
+    if isinstance(module, nn.BatchNorm2d):
+        return {"weight": torch.ones_like(module.weight), "bias": torch.zeros_like(module.bias)}
+    raise TypeError(f"no default initialisation known for {type(module).__name__}")
+
+
+@torch.no_grad()
+def perturb(modules: list[nn.Module], alpha: float, generator: torch.Generator, kind: str = "soft_reset") -> None:
+    """Apply one of PERTURBATIONS to every parameter of `modules` in place."""
+    if kind not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {kind!r}; valid: {', '.join(PERTURBATIONS)}")
+    for module in modules:
+        if kind == "scaled_gaussian":
+            for p in module.parameters(recurse=False):
+                noise = torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype)
+                std = p.std() if p.numel() > 1 else p.new_zeros(())
+                p.mul_(alpha).add_((1 - alpha) * (noise * std + p.mean()))
+            continue
+        for name, phi in sample_initial(module, generator).items():
+            p = getattr(module, name)
+            if kind == "soft_reset":
+                p.mul_(alpha)
+            p.add_((1 - alpha) * phi)
+
+
+def reset_plan(net: nn.Module, config: TrialConfig) -> list[tuple[list[nn.Module], float]]:
+    """(modules, α) pairs for the configured layer groups; ResNet block i gets α + (5−i)·step, capped at 1."""
+    groups = net.layer_groups(include_embedding=config.brb.reset_embedding)
+    plan = []
+    for name in config.brb.layers:
+        alpha = config.brb.alpha
+        if name.startswith("block"):
+            alpha = min(1.0, alpha + (5 - int(name[-1])) * config.brb.block_alpha_step)
+        plan.append((groups[name], alpha))
+    if config.brb.reset_embedding and "encoder" not in config.brb.layers:
+        plan.append(([net.embedding_layer], config.brb.alpha))
+    return plan
+
+
+def apply_plan(plan: list[tuple[list[nn.Module], float]], generator: torch.Generator, kind: str) -> None:
+    for modules, alpha in plan:
+        perturb(modules, alpha, generator, kind)
+
+
+def reset_momentum(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
+    """Zero Adam's first and second moments of `params` so they align with recomputed centroids."""
+    for p in params:
+        for buf in ("exp_avg", "exp_avg_sq"):
+            if buf in optimizer.state.get(p, {}):
+                optimizer.state[p][buf].zero_()
