@@ -17,7 +17,7 @@ from torch import Tensor
 
 ArrayLike = Tensor | np.ndarray
 
-# Label-agreement metrics reported against ground truth, keys of ``label_scores``.
+# Label-agreement metrics reported against ground truth (paper Appendix D.1–D.3).
 EVAL_METRICS = ("acc", "nmi", "ari")
 
 
@@ -53,11 +53,6 @@ def nmi(a: ArrayLike, b: ArrayLike) -> float:
 def ari(a: ArrayLike, b: ArrayLike) -> float:
     """Adjusted Rand index."""
     return float(adjusted_rand_score(_labels(a), _labels(b)))
-
-
-def label_scores(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
-    """ACC, NMI and ARI of a clustering against ground truth, keyed by ``EVAL_METRICS``."""
-    return {"acc": cluster_acc(y_true, y_pred), "nmi": nmi(y_true, y_pred), "ari": ari(y_true, y_pred)}
 
 
 def cl_change(prev_labels: ArrayLike, labels: ArrayLike) -> float:

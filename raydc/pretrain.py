@@ -4,6 +4,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -14,6 +15,7 @@ from raydc.checkpoint import atomic_save, load
 from raydc.clustering.objectives import reconstruction_loss
 from raydc.config import TrialConfig
 from raydc.data import Augmenter, Dataset
+from raydc.errors import TrialDiverged
 
 PRETRAIN_SEED_OFFSET = 1_000_003  # pretraining draws from its own stream so cached and fresh runs match
 
@@ -62,6 +64,8 @@ def train_autoencoder(net: torch.nn.Module, data: Dataset, config: TrialConfig, 
             optimizer.step()
             total += loss.detach() * len(idx)
         losses.append(float(total) / data.n)  # one host sync per epoch
+        if not math.isfinite(losses[-1]):
+            raise TrialDiverged(f"non-finite reconstruction loss at pretraining epoch {epoch}")
         on_epoch(epoch, losses[-1])
     return losses
 

@@ -41,7 +41,8 @@ def perturb(modules: list[nn.Module], alpha: float, generator: torch.Generator, 
             for p in module.parameters(recurse=False):
                 noise = torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype)
                 std = p.std() if p.numel() > 1 else p.new_zeros(())
-                p.mul_(alpha).add_((1 - alpha) * (noise * std + p.mean()))
+                scaled = noise * std + p.mean()  # drawn from the weights as they are before contraction
+                p.mul_(alpha).add_((1 - alpha) * scaled)
             continue
         for name, phi in sample_initial(module, generator).items():
             p = getattr(module, name)

@@ -8,12 +8,15 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from raydc import metrics
 from raydc.checkpoint import atomic_save, load
 from raydc.clustering import CentroidModel
 from raydc.clustering.kmeans import kmeans, recluster
 from raydc.config import RECLUSTERING_MODES, RESETTING_MODES, TrialConfig, flatten, make_config
+from raydc.errors import TrialDiverged
 from raydc.data import Dataset, load_dataset, make_augmenter
 from raydc.nets import build_network
 from raydc.pretrain import iterate_batches, pretrained_state
@@ -24,10 +27,6 @@ Report = Callable[[EpochRecord], None]
 CLUSTER_SEED_OFFSET = 2_000_003  # clustering draws from a stream independent of pretraining
 EMBED_CHUNK = 8192
 INIT_KMEANS_RESTARTS = 4
-
-
-class TrialDiverged(RuntimeError):
-    """The loss or the centroids became NaN/inf."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -69,6 +68,7 @@ class Trial:
         self.reset_plan = reset_plan(self.net, config)
         self.model: CentroidModel | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self.step_model: torch.nn.Module | None = None
         self.prev_labels: torch.Tensor | None = None
         self.epoch = -1  # last finished clustering epoch
 
@@ -78,9 +78,15 @@ class Trial:
         cfg = self.config.train
         z = embed(self.net, self.data.x)
         centers, labels = kmeans(z, self.data.n_clusters, self.generator, n_init=INIT_KMEANS_RESTARTS)
+        self._build_model(centers)
+        self.prev_labels = labels
+
+    def _build_model(self, centers: torch.Tensor) -> None:
+        cfg = self.config.train
         self.model = CentroidModel(self.net, centers, cfg.algorithm, cfg.effective_cluster_weight).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.prev_labels = labels
+        # Under torch.distributed (e.g. a Ray Train worker) gradients are averaged across the data shards.
+        self.step_model = DistributedDataParallel(self.model) if _distributed() else self.model
 
     # --- BRB and its ablations ---------------------------------------------------------------
     def periodic_step(self) -> None:
@@ -121,10 +127,13 @@ class Trial:
         cfg = self.config.train
         totals: dict[str, torch.Tensor] = {}
         self.model.train()
+        rank, world = _rank_and_world()
         for idx in iterate_batches(self.data.n, cfg.batch_size, self.generator, self.device):
             x = self.data.x[idx]
             x_aug = self.augmenter(x, self.generator) if cfg.augment else None
-            terms = self.model.losses(x, x_aug)
+            if world > 1:  # every worker draws the same batch and augmentation, then keeps its shard
+                x, x_aug = x[rank::world], (x_aug[rank::world] if x_aug is not None else None)
+            terms = self.step_model(x, x_aug)
             self.optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             if cfg.grad_clip is not None:
@@ -132,7 +141,10 @@ class Trial:
             self.optimizer.step()
             self.model.after_step(x)
             for name, value in terms.items():  # accumulate on the device: no host sync per step
-                totals[name] = totals.get(name, 0.0) + value.detach() * len(idx)
+                totals[name] = totals.get(name, 0.0) + value.detach() * len(x)
+        if world > 1:
+            for value in totals.values():
+                dist.all_reduce(value)
         means = {name: float(v) / self.data.n for name, v in totals.items()}
         if not all(np.isfinite(list(means.values()))) or not torch.isfinite(self.model.centers).all():
             raise TrialDiverged(f"non-finite loss at clustering epoch {self.epoch + 1}: {means}")
@@ -151,7 +163,8 @@ class Trial:
             record.cl_change = metrics.cl_change(self.prev_labels, labels)
         sub = self.eval_index
         record.intra_cd, record.inter_cd = metrics.class_distances(z[sub], y[sub])
-        record.silhouette = metrics.silhouette(z[sub], labels[sub])
+        if len(torch.unique(labels[sub])) > 1:  # undefined for a collapsed clustering: stays NaN
+            record.silhouette = metrics.silhouette(z[sub], labels[sub])
         record.ratio_share = metrics.distance_ratio_share(z, self.model.centers.detach(),
                                                           self.config.eval.ratio_threshold)
         self.prev_labels = labels
@@ -163,15 +176,20 @@ class Trial:
                 "generator": self.generator.get_state(), "prev_labels": self.prev_labels}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        centers = state["model"]["centers"]
-        cfg = self.config.train
-        self.model = CentroidModel(self.net, centers, cfg.algorithm, cfg.effective_cluster_weight).to(self.device)
+        self._build_model(state["model"]["centers"])
         self.model.load_state_dict(state["model"])
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"].cpu())
         self.prev_labels = state["prev_labels"]
         self.epoch = int(state["epoch"])
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _rank_and_world() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
 
 
 def _label_means(z: torch.Tensor, labels: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:

@@ -7,13 +7,11 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_score
 
 from raydc.metrics import (
-    EVAL_METRICS,
     ari,
     class_distances,
     cl_change,
     cluster_acc,
     distance_ratio_share,
-    label_scores,
     nmi,
     silhouette,
     variation_of_information,
@@ -39,15 +37,16 @@ def test_acc_with_more_clusters_than_classes_counts_unmatched_as_errors():
     assert cluster_acc(y_true, y_pred) == pytest.approx(4 / 6)
 
 
-def test_nmi_ari_and_label_scores_agree():
-    y_true = np.array([0, 0, 1, 1, 2, 2])
-    y_pred = np.array([1, 1, 0, 0, 0, 2])
-    scores = label_scores(y_true, y_pred)
-    assert tuple(scores) == EVAL_METRICS
-    assert scores["nmi"] == pytest.approx(nmi(y_true, y_pred)) and 0 < scores["nmi"] < 1
-    assert scores["ari"] == pytest.approx(ari(y_true, y_pred)) and scores["ari"] < 1
-    assert scores["acc"] == pytest.approx(5 / 6)
-    assert nmi(y_true, y_true) == pytest.approx(1.0)
+def test_nmi_and_ari_hand_computed():
+    # Two classes of two, predicted as one cluster of three plus a singleton.
+    y_true, y_pred = [0, 0, 1, 1], [0, 0, 0, 1]
+    h_true = math.log(2)
+    h_pred = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    mutual = h_true - 0.75 * (-(1 / 3) * math.log(1 / 3) - (2 / 3) * math.log(2 / 3))
+    assert nmi(torch.tensor(y_true), y_pred) == pytest.approx(2 * mutual / (h_true + h_pred))
+    # Pair counts: 1 agreeing pair within both, 3 pairs together in y_pred; expected index 2·3/6 = 1.
+    assert ari(y_true, y_pred) == pytest.approx((1 - 1) / ((2 + 3) / 2 - 1))
+    assert nmi(y_true, [5, 5, 2, 2]) == pytest.approx(1.0) and ari(y_true, [5, 5, 2, 2]) == pytest.approx(1.0)
 
 
 def test_class_distances_hand_computed_on_a_line():

@@ -46,7 +46,7 @@ class CentroidModel(nn.Module):
         """Nearest centroid; for DEC/IDEC this is also argmax of the Student-t q."""
         return squared_distances(z, self.centers.detach()).argmin(1)
 
-    def losses(self, x: torch.Tensor, x_aug: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, x_aug: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Loss terms of one minibatch; 'loss' is the weighted total that is optimised."""
         z = self.net.encode(x)
         z_aug = self.net.encode(x_aug) if x_aug is not None else None

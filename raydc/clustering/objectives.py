@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 
 def squared_distances(z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
@@ -54,6 +55,9 @@ def dcn_update_centers(centers: torch.Tensor, counts: torch.Tensor, z: torch.Ten
     labels = squared_distances(z, centers).argmin(1)
     added = torch.zeros_like(counts).index_add_(0, labels, torch.ones_like(labels, dtype=counts.dtype))
     sums = torch.zeros_like(centers).index_add_(0, labels, z)
+    if dist.is_available() and dist.is_initialized():  # data-parallel workers pool their shards' updates
+        dist.all_reduce(added)
+        dist.all_reduce(sums)
     new_counts = counts + added
     centers.mul_(counts.unsqueeze(1)).add_(sums).div_(new_counts.unsqueeze(1))
     counts.copy_(new_counts)

@@ -1,0 +1,134 @@
+"""The `raydc` command."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raydc.config import ConfigError, make_config, set_dotted
+from raydc.data import DatasetUnavailable
+
+EXIT_INVALID = 2
+
+
+def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
+    """--set a.b=value pairs; values are parsed as YAML so numbers, booleans and lists work."""
+    out = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(pair, "expected dotted.key=value")
+        out.append((key.strip(), yaml.safe_load(value)))
+    return out
+
+
+def load_trial_config(path: str | None, overrides: list[str]):
+    values: dict[str, Any] = {}
+    if path:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(path, "a trial config must be a mapping")
+        values = loaded
+    for key, value in parse_overrides(overrides):
+        set_dotted(values, key, value)
+    return make_config(values)
+
+
+def _fmt(value: float, spec: str = ".4f") -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def print_epoch(record) -> None:
+    if record.phase == "pretrain":
+        print(f"pretrain {record.epoch:4d}  loss {_fmt(record.loss)}", flush=True)
+        return
+    mark = "  reset" if record.reset_applied else ""
+    print(f"cluster  {record.epoch:4d}  loss {_fmt(record.loss)}  acc {_fmt(record.acc)}  nmi {_fmt(record.nmi)}  "
+          f"ari {_fmt(record.ari)}  cl {_fmt(record.cl_change, '.2f')}  {record.time_s:.2f}s{mark}", flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from raydc.store import ResultStore, epoch_row, trial_id, trial_row
+    from raydc.train import fit
+
+    config = load_trial_config(args.config, args.set)
+    store = ResultStore(args.out)
+    tid = trial_id(config)
+    epochs: list[dict[str, Any]] = []
+
+    def report(record) -> None:
+        epochs.append(epoch_row(tid, record))
+        print_epoch(record)
+
+    record = fit(config, report, checkpoint_dir=Path(args.out) / "checkpoints" / tid)
+    store.append([trial_row(tid, record)], epochs)
+    store.save_assignments(tid, record)
+    print(f"trial {tid} {record.status}" + (f": {record.error}" if record.error else "")
+          + f"  acc {_fmt(record.final.get('acc'))}  wall {record.wall_time_s:.1f}s")
+    print(f"results: {Path(args.out).resolve()}/trials.parquet, epochs.parquet")
+    return 0 if record.status == "finished" else 1
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from raydc.report.selection import selection_markdown
+    from raydc.select import DEFAULT_SELECTION, SCORES_FILE, SELECTION_FILE, run_selection, write_tables
+
+    try:
+        scores, _, selection = run_selection(args.dir, tuple(args.criteria or DEFAULT_SELECTION))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"raydc: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    write_tables(args.dir, scores, selection)
+    print(selection_markdown(selection), end="")
+    print(f"results: {Path(args.dir).resolve()}/{SCORES_FILE}, {SELECTION_FILE}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from raydc.report import MissingDimension, render_report
+
+    try:
+        report = render_report(args.dir, args.out)
+    except (FileNotFoundError, MissingDimension) as exc:
+        print(f"raydc: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"report: {len(report.written)} files in {report.out_dir.resolve()}, {len(report.skipped)} skipped")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raydc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="run one trial and write its Parquet tables")
+    train.add_argument("config", nargs="?", help="trial config YAML (defaults: the BRB paper's Table 5)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a dotted field")
+    train.add_argument("--out", default="runs/train", help="results directory")
+    train.set_defaults(func=cmd_train)
+    select = sub.add_parser("select", help="pick configurations without labels (MDL, VI, ...) and report the regret")
+    select.add_argument("dir", help="study directory (trials.parquet, assignments/)")
+    select.add_argument("--criteria", nargs="+", metavar="NAME",
+                        help="mdl, vi, reconstruction, silhouette, or a rank average such as mdl+vi (default: all "
+                             "four and mdl+vi)")
+    select.set_defaults(func=cmd_select)
+    report = sub.add_parser("report", help="render a study's figures (PNG) and tables (Markdown, HTML)")
+    report.add_argument("dir", help="study directory")
+    report.add_argument("--out", help="figure directory (default: DIR/report)")
+    report.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DatasetUnavailable) as exc:
+        print(f"raydc: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The Parquet contract of a results directory, in one place.
+
+<dir>/trials.parquet   one row per trial: trial_id, status, error, seed, every config field as a flat
+                       dotted column (brb.alpha, train.lr, ...), final metrics (acc, nmi, ari, intra_cd,
+                       inter_cd, silhouette, ratio_share, loss, loss_reconstruction), epochs_done, timings
+                       (wall_time_s, pretrain_time_s, cluster_time_s, reset_time_s), pretrain_cached,
+                       device, version.* columns.
+<dir>/epochs.parquet   one row per (trial_id, phase, epoch): the EpochRecord fields (raydc.records).
+<dir>/assignments/<trial_id>.npz   final labels (int32) and embedding (float16) of every sample.
+
+Writes are atomic (temporary file + rename) and serialised by a lock file; appending a row whose key
+already exists replaces the old row, so resumed or re-run trials never duplicate or drop rows.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import types
+import typing
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from raydc.config import TrialConfig
+from raydc.records import EPOCH_FIELDS, FINAL_METRICS, EpochRecord, TrialRecord
+
+TRIALS_FILE = "trials.parquet"
+EPOCHS_FILE = "epochs.parquet"
+ASSIGNMENTS_DIR = "assignments"
+EPOCH_KEY = ("trial_id", "phase", "epoch")
+VERSION_KEYS = ("raydc", "torch", "numpy")
+
+_SCALAR_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+
+
+def _arrow_type(annotation: Any) -> pa.DataType:
+    """Arrow type of a config field: Optional[X] → X (nullable), list → string, Literal → string."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _arrow_type(inner)
+    if origin is typing.Literal or origin is list:
+        return pa.string()
+    return _SCALAR_TYPES[annotation]
+
+
+def config_fields(model: type[BaseModel] = TrialConfig, prefix: str = "") -> list[pa.Field]:
+    fields = []
+    for name, info in model.model_fields.items():
+        key = f"{prefix}{name}"
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            fields += config_fields(info.annotation, f"{key}.")
+        else:
+            fields.append(pa.field(key, _arrow_type(info.annotation)))
+    return fields
+
+
+def trials_schema() -> pa.Schema:
+    head = [pa.field("trial_id", pa.string()), pa.field("status", pa.string()), pa.field("error", pa.string())]
+    finals = [pa.field(m, pa.float64()) for m in FINAL_METRICS]
+    tail = [pa.field("epochs_done", pa.int64())]
+    tail += [pa.field(t, pa.float64()) for t in ("wall_time_s", "pretrain_time_s", "cluster_time_s", "reset_time_s")]
+    tail += [pa.field("pretrain_cached", pa.bool_()), pa.field("device", pa.string())]
+    tail += [pa.field(f"version.{k}", pa.string()) for k in VERSION_KEYS]
+    return pa.schema(head + config_fields() + finals + tail)
+
+
+def epochs_schema() -> pa.Schema:
+    types_ = {"phase": pa.string(), "epoch": pa.int64(), "reset_applied": pa.bool_()}
+    return pa.schema([pa.field("trial_id", pa.string())]
+                     + [pa.field(f, types_.get(f, pa.float64())) for f in EPOCH_FIELDS])
+
+
+def trial_id(config: TrialConfig) -> str:
+    """Stable id of a configuration (seed included): the same config always maps to the same rows."""
+    payload = json.dumps(config.model_dump(exclude={"device", "checkpoint_every"}), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def trial_row(tid: str, record: TrialRecord) -> dict[str, Any]:
+    row = {"trial_id": tid, "status": record.status, "error": record.error, **record.config}
+    row.update({m: record.final.get(m) for m in FINAL_METRICS})
+    row.update(epochs_done=record.epochs_done, wall_time_s=record.wall_time_s,
+               pretrain_time_s=record.pretrain_time_s, cluster_time_s=record.cluster_time_s,
+               reset_time_s=record.reset_time_s, pretrain_cached=record.pretrain_cached, device=record.device)
+    row.update({f"version.{k}": record.versions.get(k) for k in VERSION_KEYS})
+    return row
+
+
+def epoch_row(tid: str, record: EpochRecord) -> dict[str, Any]:
+    return {"trial_id": tid, **record.to_dict()}
+
+
+def _atomic_write_table(table: pa.Table, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ResultStore:
+    """A results directory: read and upsert the trials and epochs tables, save assignments."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.root / ".store.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _upsert(self, name: str, schema: pa.Schema, rows: list[dict[str, Any]], key: tuple[str, ...]) -> None:
+        if not rows:
+            return
+        path = self.root / name
+        new = pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema)
+        if path.exists():
+            old = pq.read_table(path).cast(schema)
+            new_keys = set(zip(*(new.column(k).to_pylist() for k in key)))
+            keep = [tuple(vals) not in new_keys for vals in zip(*(old.column(k).to_pylist() for k in key))]
+            new = pa.concat_tables([old.filter(pa.array(keep, pa.bool_())), new])
+        _atomic_write_table(new, path)
+
+    def append(self, trials: Iterable[dict[str, Any]] = (), epochs: Iterable[dict[str, Any]] = ()) -> None:
+        """Upsert rows: a trial row replaces the one with its trial_id, an epoch row its (trial, phase, epoch)."""
+        with self._locked():
+            self._upsert(EPOCHS_FILE, epochs_schema(), list(epochs), EPOCH_KEY)
+            self._upsert(TRIALS_FILE, trials_schema(), list(trials), ("trial_id",))
+
+    def save_assignments(self, tid: str, record: TrialRecord) -> None:
+        if record.labels is None:
+            return
+        folder = self.root / ASSIGNMENTS_DIR
+        folder.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{tid}.", suffix=".npz")
+        os.close(fd)
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, labels=record.labels, embedding=record.embedding.astype(np.float16))
+        os.replace(tmp, folder / f"{tid}.npz")
+
+    def load_assignments(self, tid: str) -> dict[str, np.ndarray]:
+        with np.load(self.root / ASSIGNMENTS_DIR / f"{tid}.npz") as npz:
+            return {k: npz[k] for k in npz.files}
+
+    def trials(self) -> pa.Table:
+        path = self.root / TRIALS_FILE
+        return pq.read_table(path).cast(trials_schema()) if path.exists() else trials_schema().empty_table()
+
+    def epochs(self) -> pa.Table:
+        path = self.root / EPOCHS_FILE
+        return pq.read_table(path).cast(epochs_schema()) if path.exists() else epochs_schema().empty_table()
+
+    def finished_ids(self) -> set[str]:
+        t = self.trials()
+        return {tid for tid, s in zip(t.column("trial_id").to_pylist(), t.column("status").to_pylist())
+                if s == "finished"}

@@ -1,0 +1,133 @@
+import pytest
+import torch
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from raydc.clustering.kmeans import (
+    RECLUSTER_METHODS,
+    gmm_em,
+    kmeans,
+    kmeans_plusplus,
+    kmedoids,
+    random_centers,
+    recluster,
+    sq_distances,
+)
+
+K = 5
+
+
+@pytest.fixture(scope="module")
+def blobs() -> tuple[torch.Tensor, torch.Tensor]:
+    # Five well-separated, unequally sized blobs in 8 dimensions.
+    x, y = make_blobs(
+        n_samples=[300, 250, 200, 150, 100], n_features=8, cluster_std=0.5, center_box=(-20, 20), random_state=3
+    )
+    return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def inertia(x: torch.Tensor, centers: torch.Tensor) -> float:
+    return sq_distances(x, centers).min(1).values.sum().item()
+
+
+def test_sq_distances_match_cdist():
+    gen = seeded()
+    x, c = torch.randn(50, 4, generator=gen), torch.randn(6, 4, generator=gen)
+    assert torch.allclose(sq_distances(x, c), torch.cdist(x, c).pow(2), atol=1e-5)
+    assert (sq_distances(x, x).diagonal() >= 0).all()
+
+
+@pytest.mark.parametrize("method", ["kmeans", "kmedoids", "em"])
+def test_method_recovers_blobs_exactly(blobs, method):
+    x, y = blobs
+    centers, labels = recluster(x, K, method, seeded())
+    assert centers.shape == (K, x.shape[1]) and labels.shape == y.shape and labels.dtype == torch.int64
+    assert adjusted_rand_score(y, labels) == 1.0
+
+
+@pytest.mark.parametrize("method", ["kmeans++", "random"])
+def test_seeding_methods_give_sensible_clusterings(blobs, method):
+    x, y = blobs
+    centers, labels = recluster(x, K, method, seeded())
+    assert centers.shape == (K, x.shape[1])
+    # Labels are the nearest centre, and the seeds alone already capture most of the structure.
+    assert torch.equal(labels, sq_distances(x, centers).argmin(1))
+    assert adjusted_rand_score(y, labels) > 0.5
+
+
+@pytest.mark.parametrize("method", sorted(RECLUSTER_METHODS))
+def test_methods_are_deterministic_given_the_seed(blobs, method):
+    x, _ = blobs
+    first = recluster(x, K, method, seeded(7))
+    second = recluster(x, K, method, seeded(7))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_unknown_method_is_named_in_the_error(blobs):
+    with pytest.raises(ValueError, match="'spectral'.*kmeans, kmeans\\+\\+, kmedoids, em, random"):
+        recluster(blobs[0], K, "spectral", seeded())
+
+
+def row_indices(rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Index in x of every row of ``rows`` (exact match), asserting each one is a data row."""
+    hits = (rows.unsqueeze(1) == x.unsqueeze(0)).all(-1)
+    assert hits.any(1).all()
+    return hits.int().argmax(1)
+
+
+def test_kmeans_plusplus_picks_distinct_data_rows(blobs):
+    x, y = blobs
+    seeds = kmeans_plusplus(x, K, seeded())
+    # D² sampling almost surely hits each well-separated blob once.
+    assert y[row_indices(seeds, x)].unique().numel() == K
+
+
+def test_kmeans_inertia_matches_sklearn():
+    x, _ = make_blobs(n_samples=2000, centers=8, n_features=6, cluster_std=2.5, random_state=1)
+    reference = KMeans(n_clusters=8, n_init=5, random_state=0).fit(x).inertia_
+    centers, labels = kmeans(torch.tensor(x, dtype=torch.float32), 8, seeded(), n_init=5)
+    ours = inertia(torch.tensor(x, dtype=torch.float64), centers.double())
+    assert ours <= reference * 1.01
+    assert labels.unique().numel() == 8
+
+
+def test_kmeans_reseeds_empty_clusters_from_duplicated_init(blobs):
+    x, _ = blobs
+    init = x[:1].repeat(K, 1)  # all centres identical: after one step four clusters are empty
+    centers, labels = kmeans(x, K, seeded(), init=init)
+    assert torch.bincount(labels, minlength=K).min() > 0
+    assert torch.cdist(centers, centers).add(torch.eye(K) * 1e9).min() > 1.0
+
+
+def test_kmeans_rejects_bad_k_and_init(blobs):
+    x, _ = blobs
+    with pytest.raises(ValueError, match="k must be"):
+        kmeans(x[:3], 4, seeded())
+    with pytest.raises(ValueError, match="init must have shape"):
+        kmeans(x, K, seeded(), init=x[:2])
+
+
+def test_kmedoids_centers_are_data_rows_and_block_size_free(blobs):
+    x, y = blobs
+    centers, labels = kmedoids(x, K, seeded(), block_size=64)
+    assert y[row_indices(centers, x)].unique().numel() == K
+    reference = kmedoids(x, K, seeded())
+    assert torch.equal(centers, reference[0]) and torch.equal(labels, reference[1])
+
+
+def test_gmm_em_means_close_to_blob_means(blobs):
+    x, y = blobs
+    means, labels = gmm_em(x, K, seeded())
+    truth = torch.stack([x[y == j].mean(0) for j in range(K)])
+    assert sq_distances(truth, means).min(1).values.max().item() < 1e-3
+
+
+def test_random_centers_are_distinct_rows(blobs):
+    x, _ = blobs
+    centers, _ = random_centers(x, K, seeded(3))
+    assert row_indices(centers, x).unique().numel() == K

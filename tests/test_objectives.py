@@ -1,0 +1,61 @@
+"""Hand-computed checks of the DEC/IDEC/DCN formulas (BRB paper eqs 3-7, 15, 17)."""
+import torch
+
+from raydc.clustering.objectives import (
+    dcn_cluster_loss,
+    dcn_update_centers,
+    dec_cluster_loss,
+    student_t_q,
+    target_distribution,
+)
+
+
+def test_student_t_and_target_distribution_by_hand():
+    z = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    mu = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    q = student_t_q(z, mu)
+    # sample 0: kernels 1 and 1/2 -> q = (2/3, 1/3); sample 1: kernels 1/5 and 1/2 -> (2/7, 5/7)
+    assert torch.allclose(q, torch.tensor([[2 / 3, 1 / 3], [2 / 7, 5 / 7]]))
+    f = q.sum(0)
+    w = q**2 / f
+    p = target_distribution(q)
+    assert torch.allclose(p, w / w.sum(1, keepdim=True))
+    # p sharpens: the dominant cluster of each sample gains mass
+    assert p[0, 0] > q[0, 0] and p[1, 1] > q[1, 1]
+
+
+def test_dec_loss_is_kl_and_augmented_form_averages_views():
+    z = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    mu = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    q = student_t_q(z, mu)
+    p = target_distribution(q)
+    kl = (p * (p / q).log()).sum(1).mean()
+    assert torch.allclose(dec_cluster_loss(z, mu), kl)
+    z_aug = z + torch.tensor([[0.5, 0.0], [0.0, 0.5]])
+    qa = student_t_q(z_aug, mu)
+    expected = 0.5 * (kl + (p * (p / qa).log()).sum(1).mean())
+    assert torch.allclose(dec_cluster_loss(z, mu, z_aug), expected)
+
+
+def test_dcn_loss_uses_assignment_of_original_view():
+    z = torch.tensor([[0.0, 0.0], [3.0, 0.0]])
+    mu = torch.tensor([[1.0, 0.0], [4.0, 0.0]])
+    assert torch.allclose(dcn_cluster_loss(z, mu), torch.tensor(0.5 * (1 + 1) / 2))
+    z_aug = torch.tensor([[5.0, 0.0], [3.0, 0.0]])  # augmented view of sample 0 lies near centre 1
+    # eq 17: 1/4 (|z-mu_h|^2 + |z_aug-mu_h|^2), h from the original view -> (1+16) and (1+1)
+    assert torch.allclose(dcn_cluster_loss(z, mu, z_aug), torch.tensor((1 + 16 + 1 + 1) / 4 / 2))
+
+
+def test_dcn_center_update_equals_sequential_eq7():
+    gen = torch.Generator().manual_seed(0)
+    centers = torch.randn(3, 2, generator=gen)
+    counts = torch.tensor([1.0, 5.0, 2.0])
+    z = torch.randn(20, 2, generator=gen)
+    seq_c, seq_n = centers.clone(), counts.clone()
+    labels = ((z[:, None] - centers[None]) ** 2).sum(-1).argmin(1)
+    for zi, j in zip(z, labels):  # eq 7, one sample at a time
+        seq_n[j] += 1
+        seq_c[j] -= (seq_c[j] - zi) / seq_n[j]
+    dcn_update_centers(centers, counts, z)
+    assert torch.allclose(centers, seq_c, atol=1e-6)
+    assert torch.equal(counts, seq_n)

@@ -1,0 +1,143 @@
+"""The trial engine end to end on `digits`: resets, reclustering, momentum, records, determinism, resume."""
+import math
+
+import pytest
+import torch
+
+from raydc.config import make_config
+from raydc.data import load_dataset
+from raydc.records import EPOCH_FIELDS, EpochRecord
+from raydc.train import Trial, fit
+
+SMALL = {"net": {"hidden": [256, 128]}, "pretrain": {"epochs": 20}, "train": {"epochs": 5},
+         "brb": {"interval": 2, "subsample": 1000}, "eval": {"subsample": 300}, "device": "cpu"}
+
+
+def _config(**groups):
+    values = {k: dict(v) if isinstance(v, dict) else v for k, v in SMALL.items()}
+    for group, fields in groups.items():
+        values[group] = {**values.get(group, {}), **fields} if isinstance(fields, dict) else fields
+    return make_config(values)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _ready_trial(config, data):
+    trial = Trial(config, data, torch.device("cpu"))
+    trial.init_clustering()
+    trial.train_epoch()
+    return trial
+
+
+@pytest.mark.parametrize("algorithm", ["dec", "idec", "dcn"])
+@pytest.mark.parametrize("mode", ["baseline", "brb"])
+def test_fit_records(algorithm, mode, digits):
+    records: list[EpochRecord] = []
+    result = fit(_config(train={"algorithm": algorithm}, brb={"mode": mode}), records.append, dataset=digits)
+    assert result.status == "finished", result.error
+    assert [r.phase for r in records] == ["pretrain"] * 20 + ["cluster"] * 5
+    cluster = [r for r in records if r.phase == "cluster"]
+    assert [r.epoch for r in cluster] == list(range(5))
+    expected_resets = [2, 4] if mode == "brb" else []
+    assert [r.epoch for r in cluster if r.reset_applied] == expected_resets  # multiples of T, never epoch 0
+    for r in cluster:
+        assert set(r.to_dict()) == set(EPOCH_FIELDS)
+        assert 0 <= r.acc <= 1 and 0 <= r.nmi <= 1 and -1 <= r.ari <= 1
+        assert 0 <= r.cl_change <= 100 and -1 <= r.silhouette <= 1 and 0 <= r.ratio_share <= 1
+        assert r.intra_cd >= 0 and r.inter_cd >= 0 and math.isfinite(r.loss)
+        assert math.isfinite(r.loss_reconstruction) == (algorithm != "dec")
+    assert result.final["acc"] == cluster[-1].acc
+    assert result.final["acc"] > 0.3  # far above chance (0.1) even after a few epochs
+    assert result.labels.shape == (digits.n,) and result.embedding.shape == (digits.n, 10)
+
+
+@pytest.mark.parametrize("algorithm", ["dec", "dcn"])
+def test_brb_step_refits_centroids_and_zeroes_momentum(algorithm, digits):
+    trial = _ready_trial(_config(train={"algorithm": algorithm}, brb={"mode": "brb"}), digits)
+    encoder_before = trial.net.encoder[0].weight.clone()
+    embedding_before = trial.net.embedding_layer.weight.clone()
+    centers_before = trial.model.centers.detach().clone()
+    trial.periodic_step()
+    assert not torch.allclose(trial.net.encoder[0].weight, encoder_before)  # encoder perturbed
+    assert torch.equal(trial.net.embedding_layer.weight, embedding_before)   # embedding layer left alone
+    assert not torch.allclose(trial.model.centers, centers_before)
+    if algorithm == "dec":
+        state = trial.optimizer.state[trial.model.centers]
+        assert state["exp_avg"].abs().sum() == 0 and state["exp_avg_sq"].abs().sum() == 0
+    else:
+        assert torch.all(trial.model.counts == 1)  # DCN's running counts restart with the new centres
+
+
+def test_momentum_kept_when_disabled(digits):
+    trial = _ready_trial(_config(brb={"mode": "brb", "reset_momentum": False}), digits)
+    trial.periodic_step()
+    assert trial.optimizer.state[trial.model.centers]["exp_avg"].abs().sum() > 0
+
+
+def _effects(mode, digits, **brb):
+    trial = _ready_trial(_config(brb={"mode": mode, **brb}), digits)
+    w, c = trial.net.encoder[0].weight.clone(), trial.model.centers.detach().clone()
+    trial.periodic_step()
+    return (not torch.equal(trial.net.encoder[0].weight, w)), (not torch.equal(trial.model.centers, c))
+
+
+@pytest.mark.parametrize("mode,weights_change,centers_change", [
+    ("recluster", False, True),
+    ("reset", True, False),
+    ("brb", True, True),
+    ("disentangled", False, True),
+    ("embedding_noise", False, True),
+    ("perturb_only", True, True),
+    ("scaled_gaussian", True, True),
+])
+def test_each_mode_touches_what_it_should(mode, weights_change, centers_change, digits):
+    assert _effects(mode, digits) == (weights_change, centers_change)
+
+
+def test_disentangled_centroids_are_label_means_of_unperturbed_embedding(digits):
+    trial = _ready_trial(_config(brb={"mode": "disentangled", "subsample": 5000}), digits)
+    trial.periodic_step()
+    from raydc.train import embed
+    z = embed(trial.net, digits.x)
+    # with the subsample covering the data, every centroid is a mean of unperturbed embeddings
+    centers = trial.model.centers.detach()
+    hull_lo, hull_hi = z.min(0).values, z.max(0).values
+    assert torch.all(centers >= hull_lo - 1e-5) and torch.all(centers <= hull_hi + 1e-5)
+
+
+def test_same_seed_same_metrics_and_different_seed_differs(digits):
+    config = _config(brb={"mode": "brb"})
+    a, b = fit(config, dataset=digits), fit(config, dataset=digits)
+    assert a.final == b.final
+    c = fit(_config(brb={"mode": "brb"}, seed=1), dataset=digits)
+    assert c.final != a.final
+
+
+def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, digits):
+    full = fit(_config(checkpoint_every=1), dataset=digits)
+    short = _config(checkpoint_every=1, train={"epochs": 3})
+    fit(short, dataset=digits, checkpoint_dir=tmp_path)  # "interrupted" after epoch 2 with its checkpoint
+    resumed_records = []
+    resumed = fit(_config(checkpoint_every=1), resumed_records.append, dataset=digits, checkpoint_dir=tmp_path)
+    assert [r.epoch for r in resumed_records] == [3, 4]  # only the missing epochs run
+    assert resumed.final == full.final
+
+
+def test_pretrain_cache_reused_and_identical(tmp_path, digits):
+    first = fit(_config(), dataset=digits, pretrain_cache=tmp_path)
+    second_records = []
+    second = fit(_config(), second_records.append, dataset=digits, pretrain_cache=tmp_path)
+    assert not first.pretrain_cached and second.pretrain_cached
+    assert [r.phase for r in second_records].count("pretrain") == 20
+    assert second.final == first.final
+
+
+def test_diverging_trial_fails_with_reason(digits):
+    broken = digits.to("cpu")
+    broken.x = broken.x.clone()
+    broken.x[:5] = float("nan")
+    result = fit(_config(), dataset=broken)
+    assert result.status == "failed" and "non-finite" in result.error
