@@ -17,7 +17,7 @@ def missing_files_error(
     name: str, files: Sequence[str], roots: Sequence[Path], failure: str | None = None
 ) -> DatasetUnavailable:
     """One message naming the dataset, the files it needs, where they were looked for and why fetching failed."""
-    where = ", ".join(str(root) for root in roots)
+    where = " or ".join(str(root) for root in roots)
     message = f"dataset {name!r} is not available: expected {', '.join(files)} under {where}"
     if failure is None:
         message += "; load it with download=True on a connected machine, or copy the files there"

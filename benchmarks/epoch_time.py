@@ -1,0 +1,80 @@
+"""Seconds per clustering epoch and BRB overhead on synthetic MNIST-shaped data (70,000 × 1×28×28).
+
+Times whole clustering epochs (augmentation and per-epoch evaluation on) for DEC/IDEC/DCN and one BRB
+step (soft reset + embed a 10,000 subsample + k-means + momentum reset); the BRB overhead at interval
+T is step / (T × epoch). Example:
+    python benchmarks/epoch_time.py --n 70000 --epochs 3 --interval 20
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from raydc.config import make_config
+from raydc.data.dataset import standardize
+from raydc.train import Trial, _sync
+
+
+def synthetic_mnist(n: int, k: int = 10, seed: int = 0):
+    """Class-dependent blobs in pixel space: cheap, reproducible, MNIST-shaped."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, k, (n,), generator=gen)
+    prototypes = torch.rand(k, 1, 28, 28, generator=gen)
+    images = (prototypes[labels] + 0.3 * torch.rand(n, 1, 28, 28, generator=gen)).clamp(0, 1)
+    return standardize("synthetic-mnist", images, labels, k)
+
+
+def time_trial(algorithm: str, args: argparse.Namespace, data) -> tuple[float, float]:
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    config = make_config({"device": str(device), "pretrain": {"epochs": 0},
+                          "train": {"algorithm": algorithm, "epochs": args.epochs, "batch_size": args.batch_size},
+                          "brb": {"mode": "brb", "interval": args.interval, "subsample": args.subsample},
+                          "eval": {"subsample": args.eval_subsample}})
+    trial = Trial(config, data.to(device), device)
+    trial.init_clustering()
+    epoch_times, step_times = [], []
+    for i in range(args.epochs + 1):  # the first epoch warms up kernels and allocator
+        _sync(device)
+        t0 = time.perf_counter()
+        trial.train_epoch()
+        from raydc.records import EpochRecord
+
+        trial.evaluate(EpochRecord(phase="cluster", epoch=i))
+        _sync(device)
+        if i:
+            epoch_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        trial.periodic_step()
+        _sync(device)
+        if i:
+            step_times.append(time.perf_counter() - t0)
+    return statistics.median(epoch_times), statistics.median(step_times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=70_000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--interval", type=int, default=20)
+    parser.add_argument("--subsample", type=int, default=10_000)
+    parser.add_argument("--eval-subsample", type=int, default=2_000)
+    parser.add_argument("--algorithms", nargs="+", default=["dec", "idec", "dcn"])
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    data = synthetic_mnist(args.n)
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "cpu"
+    print(f"device {name}, torch {torch.__version__}, n {args.n}, batch {args.batch_size}, augmentation on, "
+          f"evaluation every epoch")
+    print(f"{'algorithm':<10} {'s/epoch':>9} {'BRB step s':>11} {'overhead @T':>12}")
+    for algorithm in args.algorithms:
+        epoch_s, step_s = time_trial(algorithm, args, data)
+        overhead = 100 * step_s / (args.interval * epoch_s + step_s)
+        print(f"{algorithm + '+brb':<10} {epoch_s:9.3f} {step_s:11.4f} {overhead:11.2f}%")
+
+
+if __name__ == "__main__":
+    main()
