@@ -4,7 +4,7 @@
                        dotted column (brb.alpha, train.lr, ...), final metrics (acc, nmi, ari, intra_cd,
                        inter_cd, silhouette, ratio_share, loss, loss_reconstruction), epochs_done, timings
                        (wall_time_s, pretrain_time_s, cluster_time_s, reset_time_s), pretrain_cached,
-                       device, version.* columns.
+                       resolved_device (where it ran; `device` is the requested one), version.* columns.
 <dir>/epochs.parquet   one row per (trial_id, phase, epoch): the EpochRecord fields (raydc.records).
 <dir>/assignments/<trial_id>.npz   final labels (int32) and embedding (float16) of every sample.
 
@@ -68,7 +68,8 @@ def trials_schema() -> pa.Schema:
     finals = [pa.field(m, pa.float64()) for m in FINAL_METRICS]
     tail = [pa.field("epochs_done", pa.int64())]
     tail += [pa.field(t, pa.float64()) for t in ("wall_time_s", "pretrain_time_s", "cluster_time_s", "reset_time_s")]
-    tail += [pa.field("pretrain_cached", pa.bool_()), pa.field("device", pa.string())]
+    # No separate device column: the config's `device` column holds the device the trial ran on.
+    tail += [pa.field("pretrain_cached", pa.bool_())]
     tail += [pa.field(f"version.{k}", pa.string()) for k in VERSION_KEYS]
     return pa.schema(head + config_fields() + finals + tail)
 
@@ -90,7 +91,8 @@ def trial_row(tid: str, record: TrialRecord) -> dict[str, Any]:
     row.update({m: record.final.get(m) for m in FINAL_METRICS})
     row.update(epochs_done=record.epochs_done, wall_time_s=record.wall_time_s,
                pretrain_time_s=record.pretrain_time_s, cluster_time_s=record.cluster_time_s,
-               reset_time_s=record.reset_time_s, pretrain_cached=record.pretrain_cached, device=record.device)
+               reset_time_s=record.reset_time_s, pretrain_cached=record.pretrain_cached,
+               resolved_device=record.device)
     row.update({f"version.{k}": record.versions.get(k) for k in VERSION_KEYS})
     return row
 

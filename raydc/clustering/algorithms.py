@@ -13,6 +13,10 @@ from raydc.clustering.objectives import (
 )
 
 
+# Prior count of every DCN centre, from the original DCN code (also ClustPy's): early updates move centres by ~1%.
+DCN_PRIOR_COUNT = 100.0
+
+
 class CentroidModel(nn.Module):
     """A network plus k centroids: learnable for DEC/IDEC, running means with counts for DCN."""
 
@@ -23,10 +27,9 @@ class CentroidModel(nn.Module):
         self.cluster_weight = cluster_weight
         if algorithm == "dcn":
             self.register_buffer("centers", centers.clone())
-            self.register_buffer("counts", torch.ones(len(centers), device=centers.device))
         else:
             self.centers = nn.Parameter(centers.clone())
-            self.register_buffer("counts", torch.ones(len(centers), device=centers.device))
+        self.register_buffer("counts", torch.full((len(centers),), DCN_PRIOR_COUNT, device=centers.device))
 
     @property
     def uses_reconstruction(self) -> bool:
@@ -40,7 +43,7 @@ class CentroidModel(nn.Module):
         """Replace the centroids after (re)clustering; DCN's running counts start again."""
         with torch.no_grad():
             self.centers.copy_(centers)
-            self.counts.fill_(1.0)
+            self.counts.fill_(DCN_PRIOR_COUNT)
 
     def predict(self, z: torch.Tensor) -> torch.Tensor:
         """Nearest centroid; for DEC/IDEC this is also argmax of the Student-t q."""

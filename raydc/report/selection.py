@@ -1,0 +1,105 @@
+"""The model-selection report: which configuration each label-free criterion picks, what it loses
+against the label oracle, and scatter plots of every score against ACC across configurations."""
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from raydc.results import for_dataset
+from raydc.report.style import MissingDimension, figure, styled
+from raydc.report.tables import html_table, markdown_table
+from raydc.select import CRITERIA, degenerate, preference
+
+AXIS_LABELS = {"mdl": "MDL cost (kbit)", "vi": "VI between seeds (nats)", "reconstruction": "reconstruction loss",
+               "silhouette": "silhouette (predicted labels)"}
+AXIS_SCALE = {"mdl": 1e-3}
+HEADER = ["dataset", "criterion", "selected configuration", "ACC (%)", "oracle ACC (%)", "regret (pp)",
+          "Spearman ρ", "configs scored"]
+
+
+def _percent(value: float) -> str:
+    return "–" if pd.isna(value) else f"{100 * value:.2f}"
+
+
+def _rows(selection: pd.DataFrame) -> list[list[str]]:
+    """One row per criterion, then the oracle's row, per dataset."""
+    rows = []
+    for dataset, group in selection.groupby("data.name", sort=False):
+        for r in group.itertuples(index=False):
+            picked = "(no scores)" if pd.isna(r.selected_config) else r.selected_config
+            rows.append([dataset, r.criterion, picked, _percent(r.selected_acc),
+                         _percent(r.oracle_acc), _percent(r.regret),
+                         "–" if pd.isna(r.spearman) else f"{r.spearman:+.2f}", str(r.configs_scored)])
+        best = group.iloc[0]
+        rows.append([dataset, "oracle (labels)", best.oracle_config, _percent(best.oracle_acc),
+                     _percent(best.oracle_acc), "0.00", "+1.00", ""])
+    return rows
+
+
+def selection_markdown(selection: pd.DataFrame) -> str:
+    return markdown_table(HEADER, _rows(selection))
+
+
+def selection_html(selection: pd.DataFrame) -> str:
+    return html_table(HEADER, _rows(selection))
+
+
+@styled
+def plot_selection_scatter(configs: pd.DataFrame, selection: pd.DataFrame, dataset: str | None = None) -> Figure:
+    """One panel per single criterion: criterion value against mean ACC, one point per configuration;
+    the configuration the criterion selects ringed in red, the label oracle starred."""
+    configs = for_dataset(configs, dataset)
+    name = configs["data.name"].iloc[0]
+    chosen = selection[selection["data.name"] == name].set_index("criterion")
+    criteria = [c for c, spec in CRITERIA.items() if configs[spec.column].notna().any()]
+    if not criteria:
+        raise MissingDimension("no label-free scores (no assignments and no final losses)")
+    fig = figure(0.8 + 3.0 * len(criteria), 3.4)
+    axes = fig.subplots(1, len(criteria), squeeze=False, sharey=True)[0]
+    oracle = configs.loc[configs["acc"].idxmax()]
+    for ax, criterion in zip(axes, criteria):
+        column, scale = CRITERIA[criterion].column, AXIS_SCALE.get(criterion, 1.0)
+        scored = configs[configs[column].notna()]
+        collapsed = degenerate(scored)
+        if (~collapsed).any():
+            ax.scatter(scale * scored.loc[~collapsed, column], 100 * scored.loc[~collapsed, "acc"], s=22,
+                       color="tab:blue", alpha=0.75, label="configuration")
+        if collapsed.any():
+            ax.scatter(scale * scored.loc[collapsed, column], 100 * scored.loc[collapsed, "acc"], s=26, marker="x",
+                       color="grey", label="degenerate (never selected)")
+        if pd.notna(oracle[column]):
+            ax.scatter(scale * oracle[column], 100 * oracle["acc"], marker="*", s=160, color="gold",
+                       edgecolor="black", linewidth=0.6, zorder=3, label="oracle (best ACC)")
+        picked = chosen["selected_config_id"].get(criterion) if criterion in chosen.index else None
+        if picked is not None:
+            row = scored[scored["config_id"] == picked].iloc[0]
+            ax.scatter(scale * row[column], 100 * row["acc"], s=120, facecolor="none", edgecolor="tab:red",
+                       linewidth=1.8, zorder=4, label="selected")
+        direction = "lower" if CRITERIA[criterion].lower_is_better else "higher"
+        ax.set_title(_panel_title(criterion, chosen.loc[criterion] if criterion in chosen.index else None))
+        ax.set_xlabel(f"{AXIS_LABELS.get(criterion, criterion)}\n({direction} preferred)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean ACC (%)")
+    legend = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(legend.values(), legend.keys(), loc="outside lower center", ncols=len(legend), frameon=False)
+    fig.suptitle(f"{name}: label-free scores against ACC ({len(configs)} configurations, mean over seeds)",
+                 fontsize=10)
+    return fig
+
+
+def _panel_title(criterion: str, chosen: pd.Series | None) -> str:
+    """'mdl: ρ = +0.97, regret 0.0 pp' with whatever of the two is defined."""
+    if chosen is None:
+        return criterion
+    parts = [f"ρ = {chosen['spearman']:+.2f}"] if pd.notna(chosen["spearman"]) else []
+    parts += [f"regret {100 * chosen['regret']:.1f} pp"] if pd.notna(chosen["regret"]) else []
+    return f"{criterion}: {', '.join(parts)}" if parts else criterion
+
+
+def preference_table(configs: pd.DataFrame, criteria: tuple[str, ...]) -> pd.DataFrame:
+    """Configurations with mean ACC and each criterion's rank within its dataset (1 = preferred)."""
+    table = configs[["data.name", "config", "seeds", "acc", "acc_std"]].copy()
+    for _, group in configs.groupby("data.name"):
+        for criterion in criteria:
+            table.loc[group.index, f"rank {criterion}"] = preference(group, criterion).rank(method="min")
+    return table.sort_values(["data.name", "acc"], ascending=[True, False]).reset_index(drop=True)

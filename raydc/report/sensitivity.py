@@ -1,0 +1,149 @@
+"""Sensitivity heatmaps (the BRB paper's Fig 8/9, ReSL's R × α and R × μ grids): mean metric per
+grid cell, averaged over algorithms, seeds and every other dimension, one panel per panel value."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+from raydc.results import for_dataset, format_value
+from raydc.report.style import HEATMAP_CMAP, MissingDimension, figure, styled
+from raydc.report.variants import algorithm_rank
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str                               # file stem of the figure
+    rows: str                               # column on the vertical axis
+    cols: str                               # column on the horizontal axis
+    panels: str | None                      # one panel per value of this column
+    only: tuple[str, object] | None         # (column, value) that selects the grid's trials
+    baseline: tuple[str, object] | None     # (column, value) that selects the reference trials
+    title: str
+
+
+GRIDS = (
+    Grid("alpha_T", rows="brb.alpha", cols="brb.interval", panels="train.lr", only=("brb.mode", "brb"),
+         baseline=("brb.mode", "baseline"), title="BRB sensitivity: reset factor α × interval T"),
+    Grid("resl_R_alpha", rows="resl.alpha", cols="resl.interval", panels=None, only=("resl.strategy", "sp"),
+         baseline=("resl.strategy", "none"), title="ReSL-SP: retention α × reset interval R"),
+    Grid("resl_R_mu", rows="resl.momentum", cols="resl.interval", panels=None, only=("resl.strategy", "ht"),
+         baseline=("resl.strategy", "none"), title="ReSL-HT: momentum μ × reset interval R"),
+)
+AXIS_LABELS = {"brb.alpha": "reset factor α", "brb.interval": "reset interval T (epochs)", "train.lr": "lr",
+               "resl.alpha": "retention α", "resl.interval": "reset interval R (epochs)",
+               "resl.momentum": "momentum μ"}
+METRIC_LABELS = {"acc": "ACC", "nmi": "NMI", "ari": "ARI"}
+
+
+def _label(column: str) -> str:
+    return AXIS_LABELS.get(column, column)
+
+
+def _matching(trials: pd.DataFrame, condition: tuple[str, object] | None) -> pd.DataFrame:
+    if condition is None:
+        return trials
+    column, value = condition
+    return trials[trials[column] == value]
+
+
+def grid_trials(trials: pd.DataFrame, grid: Grid) -> pd.DataFrame:
+    """The trials that form the grid; MissingDimension if the study lacks one of its axes."""
+    needed = [c for c in (grid.rows, grid.cols, grid.panels) if c] + [c for c, _ in filter(None, [grid.only])]
+    absent = [c for c in needed if c not in trials.columns]
+    if absent:
+        raise MissingDimension(f"the study has no {absent[0]} column")
+    inside = _matching(trials, grid.only)
+    for axis in (grid.rows, grid.cols):
+        if inside[axis].nunique() < 2:
+            raise MissingDimension(f"{axis} takes {inside[axis].nunique()} value(s) in the grid's trials; need ≥ 2")
+    return inside
+
+
+def grid_means(trials: pd.DataFrame, grid: Grid, metric: str = "acc") -> dict[object, pd.DataFrame]:
+    """Panel value → (rows × cols) table of the mean metric; one panel keyed None without a panel column."""
+    inside = grid_trials(trials, grid)
+    panels = sorted(inside[grid.panels].unique()) if grid.panels else [None]
+    tables = {}
+    for value in panels:
+        cell = inside if value is None else inside[inside[grid.panels] == value]
+        tables[value] = cell.pivot_table(index=grid.rows, columns=grid.cols, values=metric, aggfunc="mean")
+        tables[value] = tables[value].reindex(index=sorted(inside[grid.rows].unique()),
+                                              columns=sorted(inside[grid.cols].unique()))
+    return tables
+
+
+def baseline_means(trials: pd.DataFrame, grid: Grid, panels: list[object], metric: str = "acc") -> dict[object, float]:
+    """Mean metric of the reference trials per panel (the panel's own value when it has some, else all)."""
+    if grid.baseline is None or grid.baseline[0] not in trials.columns:
+        return {}
+    reference = _matching(trials, grid.baseline)
+    if reference.empty:
+        return {}
+    overall = float(reference[metric].mean())
+    out = {}
+    for value in panels:
+        same = reference if value is None else reference[reference[grid.panels] == value]
+        out[value] = float(same[metric].mean()) if len(same) else overall
+    return out
+
+
+def _averaged_over(trials: pd.DataFrame) -> str:
+    algorithms = "/".join(a.upper() for a in sorted(trials["train.algorithm"].unique(), key=algorithm_rank))
+    seeds = trials.groupby("config_id").size()
+    per_cell = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
+    return f"mean over {algorithms} and {per_cell} seeds per cell"
+
+
+@styled
+def plot_sensitivity(trials: pd.DataFrame, grid: Grid = GRIDS[0], dataset: str | None = None,
+                     metric: str = "acc") -> Figure:
+    """Annotated heatmaps of the mean metric (%) on one dataset, a shared colour scale, and the baseline
+    without resets as reference (panel titles, a line on the colour bar; bold cells beat it)."""
+    trials = for_dataset(trials, dataset)
+    tables = grid_means(trials, grid, metric)
+    baselines = baseline_means(trials, grid, list(tables), metric)
+    values = np.concatenate([t.to_numpy().ravel() for t in tables.values()] + [np.array(list(baselines.values()))])
+    norm = Normalize(vmin=100 * np.nanmin(values), vmax=100 * np.nanmax(values))
+    n_rows, n_cols = next(iter(tables.values())).shape
+    fig = figure(max(6.5, 1.0 + len(tables) * max(2.6, 0.62 * n_cols + 0.9)), 1.9 + 0.5 * n_rows)
+    axes = fig.subplots(1, len(tables), squeeze=False, sharey=True)[0]
+    for ax, (panel, table) in zip(axes, tables.items()):
+        image = ax.imshow(100 * table.to_numpy(), cmap=HEATMAP_CMAP, norm=norm, aspect="auto")
+        _annotate(ax, 100 * table.to_numpy(), norm, 100 * baselines.get(panel, np.inf))
+        ax.set_xticks(range(table.shape[1]), [format_value(v) for v in table.columns])
+        ax.set_yticks(range(table.shape[0]), [format_value(v) for v in table.index])
+        ax.set_xlabel(_label(grid.cols))
+        ax.tick_params(length=0)
+        ax.spines[:].set_visible(False)
+        title = f"{_label(grid.panels)} = {format_value(panel)}" if grid.panels else ""
+        if panel in baselines:
+            title += ("\n" if title else "") + f"baseline {100 * baselines[panel]:.1f}"
+        ax.set_title(title)
+    axes[0].set_ylabel(_label(grid.rows))
+    bar = fig.colorbar(image, ax=list(axes), shrink=0.9, label=f"mean {METRIC_LABELS.get(metric, metric)} (%)")
+    single_baseline = len(set(baselines.values())) == 1
+    if single_baseline:
+        bar.ax.axhline(100 * next(iter(baselines.values())), color="white", linewidth=2)
+        bar.ax.axhline(100 * next(iter(baselines.values())), color="black", linewidth=1, linestyle="--")
+    fig.suptitle(f"{grid.title} — {trials['data.name'].iloc[0]}")
+    caption = _averaged_over(grid_trials(trials, grid))
+    if baselines:
+        caption += "; bold: above the baseline" + (" (dashed on the colour bar)" if single_baseline else "")
+    fig.supxlabel(caption, fontsize=9, color="dimgrey")
+    return fig
+
+
+def _annotate(ax, values: np.ndarray, norm: Normalize, baseline: float) -> None:
+    """Write each cell's value in a colour readable on its background; '–' for an empty cell."""
+    for (i, j), value in np.ndenumerate(values):
+        if np.isnan(value):
+            ax.text(j, i, "–", ha="center", va="center", color="grey")
+            continue
+        dark_cell = norm(value) < 0.55
+        ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=9,
+                color="white" if dark_cell else "black", fontweight="bold" if value > baseline else "normal")
+

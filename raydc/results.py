@@ -1,0 +1,94 @@
+"""A study directory's tables as pandas frames, with configurations named and labelled.
+
+A configuration is a trial's config without its seed: trials that differ only in seed are seeds of
+one configuration and share a ``config_id``. Fields that say where or how a trial ran rather than
+what it trained (device, checkpoint interval, data directory) are not part of a configuration.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from raydc.store import TRIALS_FILE, ResultStore, config_fields
+
+NOT_CONFIGURATION = ("seed", "device", "checkpoint_every", "data.dir")
+# Short names for labels in tables and figure legends; other columns keep their dotted name.
+SHORT_NAMES = {"train.algorithm": "", "brb.mode": "", "brb.alpha": "α", "brb.interval": "T", "train.lr": "lr",
+               "pretrain.epochs": "pretrain"}
+LABEL_FIRST = ("train.algorithm", "brb.mode")
+
+
+def configuration_columns() -> list[str]:
+    return [f.name for f in config_fields() if f.name not in NOT_CONFIGURATION]
+
+
+def _config_ids(trials: pd.DataFrame) -> pd.Series:
+    """Short stable hash of each row's configuration values (missing values hash as null)."""
+    columns = configuration_columns()
+    values = trials[columns].astype(object).where(trials[columns].notna(), None)
+    payloads = (json.dumps(row, default=str) for row in values.itertuples(index=False, name=None))
+    return pd.Series([hashlib.sha256(p.encode()).hexdigest()[:12] for p in payloads], index=trials.index)
+
+
+def load_trials(study_dir: Path | str, finished_only: bool = True) -> pd.DataFrame:
+    """trials.parquet with a ``config_id`` column; by default only trials whose status is finished."""
+    if not (Path(study_dir) / TRIALS_FILE).exists():
+        raise FileNotFoundError(f"{study_dir}: no {TRIALS_FILE} (not a study directory?)")
+    trials = ResultStore(study_dir).trials().to_pandas()
+    if finished_only:
+        trials = trials[trials["status"] == "finished"].reset_index(drop=True)
+    trials["config_id"] = _config_ids(trials) if len(trials) else pd.Series(dtype=str)
+    return trials
+
+
+def load_epochs(study_dir: Path | str, trials: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Clustering-phase rows of epochs.parquet joined with their trial's configuration columns."""
+    trials = load_trials(study_dir) if trials is None else trials
+    epochs = ResultStore(study_dir).epochs().to_pandas()
+    epochs = epochs[epochs["phase"] == "cluster"]
+    keep = ["trial_id", "config_id", "seed", *configuration_columns()]
+    return epochs.merge(trials[keep], on="trial_id", how="inner")
+
+
+def for_dataset(frame: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
+    """Rows of one dataset; ``None`` is allowed when the frame holds only one."""
+    names = sorted(frame["data.name"].unique())
+    if dataset is None and len(names) == 1:
+        dataset = names[0]
+    if dataset not in names:
+        raise ValueError(f"choose a dataset with dataset=...; the study has {', '.join(names) or 'none'}")
+    return frame[frame["data.name"] == dataset]
+
+
+def varying_columns(trials: pd.DataFrame, columns: list[str] | None = None) -> list[str]:
+    """Configuration columns that take more than one value (missing counts as a value)."""
+    columns = configuration_columns() if columns is None else columns
+    return [c for c in columns if trials[c].astype(str).nunique() > 1]
+
+
+def format_value(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def describe(row: pd.Series, columns: list[str]) -> str:
+    """A readable label of one configuration from the given columns, e.g. 'dec brb α=0.8 T=20'."""
+    parts = []
+    for column in columns:
+        name = SHORT_NAMES.get(column, column)
+        value = format_value(row[column])
+        parts.append(f"{name}={value}" if name else value)
+    return " ".join(parts)
+
+
+def configuration_labels(trials: pd.DataFrame) -> pd.Series:
+    """config_id → label built from the columns that vary within ``trials``, algorithm and mode first;
+    the dataset is left out, since configurations are compared within a dataset."""
+    varying = [c for c in varying_columns(trials) if c != "data.name"]
+    columns = [c for c in LABEL_FIRST if c in varying] + [c for c in varying if c not in LABEL_FIRST]
+    firsts = trials.drop_duplicates("config_id").set_index("config_id")
+    return firsts.apply(lambda row: describe(row, columns) or "default", axis=1)

@@ -1,0 +1,178 @@
+"""Label-free model selection: score every finished trial without labels, pick a configuration per
+dataset by each criterion, and measure what that pick loses against a label oracle.
+
+Criteria (config-level value = mean over the configuration's seeds, lower preferred unless noted):
+    mdl             MDL cost of the final clustered embedding, bits (raydc.mdl)
+    vi              mean pairwise variation of information (nats) between the seeds' final labels
+    reconstruction  final reconstruction loss of the autoencoder
+    silhouette      silhouette of the final embedding on predicted labels (higher preferred; the
+                    BRB paper, App. H.11, shows it can prefer worse clusterings)
+    a+b[+c]         rank average: mean over the named criteria of each configuration's rank
+
+A configuration whose final clusterings are degenerate (on average fewer than two effective clusters,
+exp H(labels) < 2, e.g. everything collapsed into one cluster) is never selected: a collapsed
+clustering is perfectly reproducible (VI = 0) without describing anything.
+
+For each criterion: regret = oracle ACC − ACC of the selected configuration (mean over seeds), and
+spearman = rank correlation, across the configurations the criterion scores, between its preference and
+mean ACC (+1 = it orders them exactly as ACC does).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy.stats import spearmanr
+
+from raydc.mdl import mdl_cost
+from raydc.metrics import variation_of_information
+from raydc.results import configuration_labels, load_trials
+from raydc.store import ASSIGNMENTS_DIR, ResultStore, _atomic_write_table
+
+SCORES_FILE = "scores.parquet"
+SELECTION_FILE = "selection.parquet"
+
+
+@dataclass(frozen=True)
+class Criterion:
+    column: str
+    lower_is_better: bool = True
+
+
+CRITERIA = {
+    "mdl": Criterion("mdl_bits"),
+    "vi": Criterion("vi"),
+    "reconstruction": Criterion("loss_reconstruction"),
+    "silhouette": Criterion("silhouette", lower_is_better=False),
+}
+DEFAULT_SELECTION = ("mdl", "vi", "reconstruction", "silhouette", "mdl+vi")
+SCORE_COLUMNS = [c.column for c in CRITERIA.values()]
+LABEL_METRICS = ("acc", "nmi", "ari")
+# Fewer effective clusters than this and a clustering says nothing about the data.
+MIN_EFFECTIVE_CLUSTERS = 2.0
+
+
+def effective_clusters(labels: np.ndarray) -> float:
+    """exp of the entropy of the cluster sizes: k for k equal clusters, ≈ 1 when one cluster holds almost all."""
+    shares = np.unique(labels, return_counts=True)[1] / len(labels)
+    return float(np.exp(-(shares * np.log(shares)).sum()))
+
+
+def vi_stability(labelings: list[np.ndarray]) -> float:
+    """Mean pairwise variation of information (nats) between clusterings of the same samples; NaN if < 2."""
+    pairs = list(itertools.combinations(labelings, 2))
+    if not pairs:
+        return float("nan")
+    return float(np.mean([variation_of_information(a, b) for a, b in pairs]))
+
+
+def trial_scores(study_dir: Path | str) -> pd.DataFrame:
+    """One row per finished trial: ids, dataset, seed, label metrics and every label-free score."""
+    trials = load_trials(study_dir)
+    store = ResultStore(study_dir)
+    labels: dict[str, np.ndarray] = {}
+    mdl, effective = [], []
+    for tid in trials["trial_id"]:
+        if (store.root / ASSIGNMENTS_DIR / f"{tid}.npz").exists():
+            saved = store.load_assignments(tid)
+            labels[tid] = saved["labels"]
+            mdl.append(mdl_cost(saved["embedding"], saved["labels"]))
+            effective.append(effective_clusters(saved["labels"]))
+        else:
+            mdl.append(np.nan)
+            effective.append(np.nan)
+    trials["mdl_bits"] = mdl
+    trials["effective_clusters"] = effective
+    vi = {cid: vi_stability([labels[t] for t in group["trial_id"] if t in labels])
+          for cid, group in trials.groupby("config_id")}
+    trials["vi"] = trials["config_id"].map(vi).astype(float)
+    trials["config"] = trials["config_id"].map(configuration_labels(trials)) if len(trials) else ""
+    return trials[["trial_id", "config_id", "config", "data.name", "seed", *LABEL_METRICS, *SCORE_COLUMNS,
+                   "effective_clusters"]]
+
+
+def configuration_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, configuration): seed count, mean and std ACC, mean label metrics and scores."""
+    groups = scores.groupby(["data.name", "config_id", "config"], sort=False)
+    means = groups[[*LABEL_METRICS, *SCORE_COLUMNS, "effective_clusters"]].mean()
+    means["acc_std"] = groups["acc"].std()
+    means["seeds"] = groups.size()
+    return means.reset_index()
+
+
+def criterion_parts(name: str) -> list[str]:
+    """The single criteria a (possibly combined) criterion name is made of; ValueError if one is unknown."""
+    parts = name.split("+")
+    unknown = [p for p in parts if p not in CRITERIA]
+    if unknown:
+        raise ValueError(f"unknown criterion {unknown[0]!r}; known: {', '.join(CRITERIA)} (combine with +)")
+    return parts
+
+
+def preference(configs: pd.DataFrame, name: str) -> pd.Series:
+    """A criterion's value per configuration, oriented so that lower is preferred; NaN where unavailable
+    or where the configuration's clusterings are degenerate.
+
+    'a+b' is the mean of the configurations' ranks (1 = most preferred) under a and b.
+    """
+    parts = criterion_parts(name)
+    if len(parts) == 1:
+        criterion = CRITERIA[name]
+        values = configs[criterion.column].astype(float).where(~degenerate(configs))
+        return values if criterion.lower_is_better else -values
+    ranks = [preference(configs, p).rank(method="average") for p in parts]
+    return pd.concat(ranks, axis=1).mean(axis=1, skipna=False)
+
+
+def degenerate(configs: pd.DataFrame) -> pd.Series:
+    """Configurations with fewer than MIN_EFFECTIVE_CLUSTERS effective clusters (unknown counts as fine)."""
+    return configs["effective_clusters"] < MIN_EFFECTIVE_CLUSTERS
+
+
+def _spearman(preferred: pd.Series, acc: pd.Series) -> float:
+    if len(preferred) < 3 or preferred.nunique() < 2 or acc.nunique() < 2:
+        return float("nan")
+    return float(spearmanr(-preferred, acc).statistic)
+
+
+def select(configs: pd.DataFrame, criteria: tuple[str, ...] = DEFAULT_SELECTION) -> pd.DataFrame:
+    """One row per (dataset, criterion): the selected configuration, its ACC, the oracle's, regret, spearman."""
+    for name in criteria:
+        criterion_parts(name)
+    rows = []
+    for dataset, group in configs.groupby("data.name", sort=True):
+        oracle = group.loc[group["acc"].idxmax()]
+        for name in criteria:
+            preferred = preference(group, name).dropna()
+            row = {"data.name": dataset, "criterion": name, "configs_scored": len(preferred),
+                   "oracle_config_id": oracle["config_id"], "oracle_config": oracle["config"],
+                   "oracle_acc": oracle["acc"], "selected_config_id": None, "selected_config": None,
+                   "selected_acc": np.nan, "regret": np.nan, "spearman": np.nan}
+            if len(preferred):
+                chosen = group.loc[preferred.idxmin()]
+                row.update(selected_config_id=chosen["config_id"], selected_config=chosen["config"],
+                           selected_acc=chosen["acc"], regret=oracle["acc"] - chosen["acc"],
+                           spearman=_spearman(preferred, group.loc[preferred.index, "acc"]))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_tables(study_dir: Path | str, scores: pd.DataFrame, selection: pd.DataFrame) -> None:
+    """scores.parquet and selection.parquet beside the study's tables, each written atomically."""
+    root = Path(study_dir)
+    _atomic_write_table(pa.Table.from_pandas(scores, preserve_index=False), root / SCORES_FILE)
+    _atomic_write_table(pa.Table.from_pandas(selection, preserve_index=False), root / SELECTION_FILE)
+
+
+def run_selection(study_dir: Path | str, criteria: tuple[str, ...] = DEFAULT_SELECTION
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Score trials, aggregate per configuration and select: returns (scores, configurations, selection)."""
+    for name in criteria:
+        criterion_parts(name)
+    scores = trial_scores(study_dir)
+    configs = configuration_scores(scores)
+    return scores, configs, select(configs, criteria)

@@ -1,0 +1,133 @@
+"""The analysis notebooks and `raydc report` on a synthetic study directory of realistic shape:
+a BRB α × T × lr grid and the Table 13 ablation variants, three algorithms, seeds, per-epoch records
+with periodic resets, and saved assignments."""
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+from nbclient import NotebookClient
+
+from raydc.cli import main
+from raydc.config import flatten, make_config
+from raydc.metrics import cluster_acc
+from raydc.store import ResultStore, trial_id
+
+ANALYSIS = Path(__file__).resolve().parents[1] / "analysis"
+NOTEBOOKS = ("sensitivity_heatmaps", "ablations", "dynamics", "model_selection")
+EPOCHS, SAMPLES, CLUSTERS = 12, 300, 5
+
+
+def _quality(dataset: str, algorithm: str, mode: str, alpha: float, interval: int, lr: float, pretrain: int) -> float:
+    """Expected ACC of a synthetic configuration: BRB helps unless its resets are strong and frequent."""
+    q = {"dec": 0.62, "idec": 0.66, "dcn": 0.7}[algorithm] + {"optdigits": 0.0, "usps": -0.05}[dataset]
+    q += {"baseline": 0.0, "recluster": 0.02, "reset": 0.01, "brb": 0.09}[mode]
+    if mode == "brb":
+        q -= 0.15 * (0.9 - alpha) * (20 / interval) + (0.04 if lr == 5e-4 else 0.0)
+    return q - (0.0 if pretrain else 0.1)
+
+
+def _trial(root_rng: np.random.Generator, y: np.ndarray, centres: np.ndarray, values: dict, quality: float):
+    """Rows and assignments of one synthetic trial whose final labels reach about ``quality`` ACC."""
+    config = make_config(values)
+    tid = trial_id(config)
+    rng = np.random.default_rng(int(tid, 16))
+    wrong = rng.random(len(y)) > quality
+    labels = np.where(wrong, rng.integers(0, CLUSTERS, len(y)), y)
+    labels = rng.permutation(CLUSTERS)[labels].astype(np.int32)  # cluster ids are arbitrary per seed
+    embedding = (centres[y] * (2 + 4 * quality) + rng.normal(size=centres[y].shape)) * rng.uniform(0.5, 20)
+    acc = cluster_acc(y, labels)
+    mode, interval = config.brb.mode, config.brb.interval
+    epochs = []
+    for epoch in range(EPOCHS):
+        progress = (epoch + 1) / EPOCHS
+        reset = mode != "baseline" and epoch > 0 and epoch % interval == 0
+        dip = 0.05 if reset and mode in ("brb", "reset") else 0.0
+        epochs.append({"trial_id": tid, "phase": "cluster", "epoch": epoch, "reset_applied": reset,
+                       "loss": 1.0 - 0.5 * progress, "loss_cluster": 0.3 - 0.1 * progress,
+                       "loss_reconstruction": 0.7 - 0.3 * progress,
+                       "acc": acc - (1 - progress) * 0.2 - dip + rng.normal(0, 0.005),
+                       "intra_cd": 0.8 - 0.2 * progress * quality + dip, "inter_cd": 0.9 + 0.3 * progress * quality,
+                       "cl_change": np.nan if epoch == 0 else 10 * (1 - progress) + 20 * dip,
+                       "silhouette": 0.3 + 0.2 * progress, "time_s": 0.1, "elapsed_s": 0.1 * (epoch + 1)})
+    epochs += [{"trial_id": tid, "phase": "pretrain", "epoch": e, "loss": 1 / (e + 1),
+                "loss_reconstruction": 1 / (e + 1)} for e in range(3 if config.pretrain.epochs else 0)]
+    trial = {"trial_id": tid, "status": "finished", **flatten(config), "acc": acc, "nmi": acc - 0.05,
+             "ari": acc - 0.1, "silhouette": 0.6 - 0.3 * quality + root_rng.normal(0, 0.02),
+             "loss_reconstruction": np.nan if config.train.algorithm == "dec" else 0.5 - 0.2 * quality,
+             "epochs_done": EPOCHS}
+    return trial, epochs, (tid, labels, embedding)
+
+
+def build_study(root: Path, datasets=("optdigits",), seeds=(0, 1)) -> Path:
+    """Write trials, epochs and assignments of a synthetic study under ``root`` with ResultStore."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, CLUSTERS, SAMPLES)
+    centres = rng.normal(size=(CLUSTERS, CLUSTERS))
+    grid = [("brb", a, t, lr, 250) for a, t, lr in itertools.product((0.6, 0.8, 0.9), (5, 10), (5e-4, 1e-3))]
+    ablation = [(m, 0.8, 5, lr, 250) for m, lr in itertools.product(("baseline", "recluster", "reset"), (5e-4, 1e-3))]
+    scratch = [(m, 0.8, 5, 1e-3, 0) for m in ("baseline", "recluster", "reset", "brb")]
+    trials, epochs = [], []
+    store = ResultStore(root)
+    for dataset, algorithm, (mode, alpha, interval, lr, pretrain), seed in itertools.product(
+            datasets, ("dec", "idec", "dcn"), grid + ablation + scratch, seeds):
+        values = {"seed": seed, "data": {"name": dataset}, "pretrain": {"epochs": pretrain},
+                  "train": {"algorithm": algorithm, "lr": lr, "epochs": EPOCHS},
+                  "brb": {"mode": mode, "alpha": alpha, "interval": interval}}
+        quality = _quality(dataset, algorithm, mode, alpha, interval, lr, pretrain)
+        trial, rows, (tid, labels, embedding) = _trial(rng, y, centres, values, quality)
+        trials.append(trial)
+        epochs += rows
+        folder = root / "assignments"
+        folder.mkdir(exist_ok=True)
+        np.savez_compressed(folder / f"{tid}.npz", labels=labels, embedding=embedding.astype(np.float16))
+    store.append(trials, epochs)
+    return root
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    return build_study(tmp_path_factory.mktemp("study"))
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_executes_headlessly(name, study, monkeypatch):
+    monkeypatch.setenv("RAYDC_STUDY_DIR", str(study))
+    notebook = nbformat.read(ANALYSIS / f"{name}.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(ANALYSIS)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the notebook shows no figure"
+
+
+def test_report_writes_every_figure_and_table(study, tmp_path, capsys):
+    out = tmp_path / "figures"
+    assert main(["report", str(study), "--out", str(out)]) == 0
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["ablation_relative_acc.png", "dynamics_optdigits_pretrained.png", "dynamics_optdigits_scratch.png",
+                    "selection_scatter_optdigits.png", "sensitivity_alpha_T_optdigits.png"]
+    assert all((out / p).stat().st_size > 10_000 for p in pngs)
+    assert (out / "ablation_acc.md").read_text().count("\n") > 20
+    assert "<table>" in (out / "selection.html").read_text()
+    printed = capsys.readouterr().out
+    assert "skipped sensitivity_resl_R_alpha_optdigits.png: the study has no resl.alpha column" in printed
+
+
+def test_report_skips_what_a_study_lacks(tmp_path, capsys):
+    """A study of BRB trials only has no ablation baseline: those outputs are skipped, the rest render."""
+    study = build_study(tmp_path / "study", seeds=(0,))
+    store = ResultStore(study)
+    trials = store.trials()
+    keep = trials.filter(pc.equal(trials["brb.mode"], "brb")).to_pylist()
+    os.remove(study / "trials.parquet")
+    store.append(keep)
+    assert main(["report", str(study), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped ablation tables and bars: an ablation needs baseline trials" in printed
+    assert (tmp_path / "out" / "sensitivity_alpha_T_optdigits.png").stat().st_size > 10_000
