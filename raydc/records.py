@@ -36,6 +36,8 @@ class EpochRecord:
 
 EPOCH_FIELDS = tuple(EpochRecord.__dataclass_fields__)
 FINAL_METRICS = ("acc", "nmi", "ari", "intra_cd", "inter_cd", "silhouette", "ratio_share", "loss", "loss_reconstruction")
+# Labels of a fresh k-means on the final embedding, as ClustPy's `labels_` report them (vs the algorithm's own).
+KMEANS_METRICS = ("kmeans_acc", "kmeans_nmi", "kmeans_ari")
 
 
 @dataclass

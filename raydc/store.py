@@ -2,7 +2,8 @@
 
 <dir>/trials.parquet   one row per trial: trial_id, status, error, seed, every config field as a flat
                        dotted column (brb.alpha, train.lr, ...), final metrics (acc, nmi, ari, intra_cd,
-                       inter_cd, silhouette, ratio_share, loss, loss_reconstruction), epochs_done, timings
+                       inter_cd, silhouette, ratio_share, loss, loss_reconstruction; kmeans_acc/nmi/ari of a
+                       fresh k-means on the final embedding), epochs_done, timings
                        (wall_time_s, pretrain_time_s, cluster_time_s, reset_time_s), pretrain_cached,
                        resolved_device (where it ran; `device` is the requested one), version.* columns.
 <dir>/epochs.parquet   one row per (trial_id, phase, epoch): the EpochRecord fields (raydc.records).
@@ -30,7 +31,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from raydc.config import TrialConfig
-from raydc.records import EPOCH_FIELDS, FINAL_METRICS, EpochRecord, TrialRecord
+from raydc.records import EPOCH_FIELDS, FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
@@ -65,7 +66,7 @@ def config_fields(model: type[BaseModel] = TrialConfig, prefix: str = "") -> lis
 
 def trials_schema() -> pa.Schema:
     head = [pa.field("trial_id", pa.string()), pa.field("status", pa.string()), pa.field("error", pa.string())]
-    finals = [pa.field(m, pa.float64()) for m in FINAL_METRICS]
+    finals = [pa.field(m, pa.float64()) for m in FINAL_METRICS + KMEANS_METRICS]
     tail = [pa.field("epochs_done", pa.int64())]
     tail += [pa.field(t, pa.float64()) for t in ("wall_time_s", "pretrain_time_s", "cluster_time_s", "reset_time_s")]
     # No separate device column: the config's `device` column holds the device the trial ran on.
@@ -88,7 +89,7 @@ def trial_id(config: TrialConfig) -> str:
 
 def trial_row(tid: str, record: TrialRecord) -> dict[str, Any]:
     row = {"trial_id": tid, "status": record.status, "error": record.error, **record.config}
-    row.update({m: record.final.get(m) for m in FINAL_METRICS})
+    row.update({m: record.final.get(m) for m in FINAL_METRICS + KMEANS_METRICS})
     row.update(epochs_done=record.epochs_done, wall_time_s=record.wall_time_s,
                pretrain_time_s=record.pretrain_time_s, cluster_time_s=record.cluster_time_s,
                reset_time_s=record.reset_time_s, pretrain_cached=record.pretrain_cached,
@@ -99,6 +100,17 @@ def trial_row(tid: str, record: TrialRecord) -> dict[str, Any]:
 
 def epoch_row(tid: str, record: EpochRecord) -> dict[str, Any]:
     return {"trial_id": tid, **record.to_dict()}
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A table written under an older schema, with missing columns as nulls, in the current order and types."""
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _read(path: Path, schema: pa.Schema) -> pa.Table:
+    return _conform(pq.read_table(path), schema) if path.exists() else schema.empty_table()
 
 
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
@@ -134,7 +146,7 @@ class ResultStore:
         path = self.root / name
         new = pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema)
         if path.exists():
-            old = pq.read_table(path).cast(schema)
+            old = _read(path, schema)
             new_keys = set(zip(*(new.column(k).to_pylist() for k in key)))
             keep = [tuple(vals) not in new_keys for vals in zip(*(old.column(k).to_pylist() for k in key))]
             new = pa.concat_tables([old.filter(pa.array(keep, pa.bool_())), new])
@@ -162,12 +174,10 @@ class ResultStore:
             return {k: npz[k] for k in npz.files}
 
     def trials(self) -> pa.Table:
-        path = self.root / TRIALS_FILE
-        return pq.read_table(path).cast(trials_schema()) if path.exists() else trials_schema().empty_table()
+        return _read(self.root / TRIALS_FILE, trials_schema())
 
     def epochs(self) -> pa.Table:
-        path = self.root / EPOCHS_FILE
-        return pq.read_table(path).cast(epochs_schema()) if path.exists() else epochs_schema().empty_table()
+        return _read(self.root / EPOCHS_FILE, epochs_schema())
 
     def finished_ids(self) -> set[str]:
         t = self.trials()

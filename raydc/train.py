@@ -20,7 +20,7 @@ from raydc.errors import TrialDiverged
 from raydc.data import Dataset, load_dataset, make_augmenter
 from raydc.nets import build_network
 from raydc.pretrain import iterate_batches, pretrained_state
-from raydc.records import FINAL_METRICS, EpochRecord, TrialRecord
+from raydc.records import FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 from raydc.resets import apply_plan, reset_momentum, reset_plan
 
 Report = Callable[[EpochRecord], None]
@@ -271,6 +271,7 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
             result.final = {m: getattr(record, m) for m in FINAL_METRICS}
             result.epochs_done = trial.epoch + 1
         z = embed(trial.net, data.x)
+        result.final.update(_kmeans_scores(z, data, trial.generator))
         result.labels = labels.cpu().numpy().astype(np.int32)
         result.embedding = z.cpu().numpy().astype(np.float32)
         result.status = "finished"
@@ -278,6 +279,12 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
         result.status, result.error = "failed", str(exc)
     result.wall_time_s = elapsed()
     return result
+
+
+def _kmeans_scores(z: torch.Tensor, data: Dataset, generator: torch.Generator) -> dict[str, float]:
+    _, labels = kmeans(z, data.n_clusters, generator, n_init=INIT_KMEANS_RESTARTS)
+    y = data.y
+    return dict(zip(KMEANS_METRICS, (metrics.cluster_acc(y, labels), metrics.nmi(y, labels), metrics.ari(y, labels))))
 
 
 def _sync(device: torch.device) -> None:

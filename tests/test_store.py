@@ -1,0 +1,45 @@
+"""The Parquet contract: schema, upsert without duplicates, tolerance of older files."""
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raydc.config import flatten, make_config
+from raydc.records import EpochRecord, TrialRecord
+from raydc.store import ResultStore, epoch_row, epochs_schema, trial_id, trial_row, trials_schema
+
+
+def _record(acc):
+    config = make_config({"seed": 3})
+    return config, TrialRecord(config=flatten(config), status="finished", final={"acc": acc}, epochs_done=2)
+
+
+def test_schema_has_unique_names_and_every_config_field():
+    names = trials_schema().names
+    assert len(names) == len(set(names))
+    assert set(flatten(make_config())) <= set(names)
+    assert epochs_schema().names[:3] == ["trial_id", "phase", "epoch"]
+
+
+def test_upsert_replaces_rows_instead_of_duplicating(tmp_path):
+    store = ResultStore(tmp_path)
+    config, record = _record(0.5)
+    tid = trial_id(config)
+    epochs = [epoch_row(tid, EpochRecord(phase="cluster", epoch=e, acc=0.1 * e)) for e in range(3)]
+    store.append([trial_row(tid, record)], epochs)
+    _, better = _record(0.9)
+    store.append([trial_row(tid, better)], epochs[1:])  # a resumed trial reports its last epochs again
+    trials, rows = store.trials(), store.epochs()
+    assert trials.num_rows == 1 and trials.column("acc").to_pylist() == [0.9]
+    assert rows.num_rows == 3 and sorted(rows.column("epoch").to_pylist()) == [0, 1, 2]
+    assert trials.schema.equals(trials_schema()) and rows.schema.equals(epochs_schema())
+    assert trials.column("seed").to_pylist() == [3]
+
+
+def test_file_from_an_older_schema_gains_missing_columns(tmp_path):
+    config, record = _record(0.5)
+    row = trial_row(trial_id(config), record)
+    old_schema = pa.schema([f for f in trials_schema() if f.name != "kmeans_acc"])
+    pq.write_table(pa.Table.from_pylist([{f.name: row.get(f.name) for f in old_schema}], schema=old_schema),
+                   tmp_path / "trials.parquet")
+    table = ResultStore(tmp_path).trials()
+    assert table.schema.equals(trials_schema())
+    assert table.column("kmeans_acc").to_pylist() == [None] and table.column("acc").to_pylist() == [0.5]
