@@ -31,7 +31,7 @@ from scipy.stats import spearmanr
 from raydc.mdl import mdl_cost
 from raydc.metrics import variation_of_information
 from raydc.results import configuration_labels, load_trials
-from raydc.store import ASSIGNMENTS_DIR, ResultStore, _atomic_write_table
+from raydc.store import ASSIGNMENTS_DIR, ResultStore, write_table
 
 SCORES_FILE = "scores.parquet"
 SELECTION_FILE = "selection.parquet"
@@ -164,8 +164,8 @@ def select(configs: pd.DataFrame, criteria: tuple[str, ...] = DEFAULT_SELECTION)
 def write_tables(study_dir: Path | str, scores: pd.DataFrame, selection: pd.DataFrame) -> None:
     """scores.parquet and selection.parquet beside the study's tables, each written atomically."""
     root = Path(study_dir)
-    _atomic_write_table(pa.Table.from_pandas(scores, preserve_index=False), root / SCORES_FILE)
-    _atomic_write_table(pa.Table.from_pandas(selection, preserve_index=False), root / SELECTION_FILE)
+    write_table(pa.Table.from_pandas(scores, preserve_index=False), root / SCORES_FILE)
+    write_table(pa.Table.from_pandas(selection, preserve_index=False), root / SELECTION_FILE)
 
 
 def run_selection(study_dir: Path | str, criteria: tuple[str, ...] = DEFAULT_SELECTION

@@ -17,8 +17,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
-import tempfile
 import types
 import typing
 from contextlib import contextmanager
@@ -30,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
+from raydc.atomic import atomic_path
 from raydc.config import TrialConfig
 from raydc.records import EPOCH_FIELDS, FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 
@@ -113,15 +112,10 @@ def _read(path: Path, schema: pa.Schema) -> pa.Table:
     return _conform(pq.read_table(path), schema) if path.exists() else schema.empty_table()
 
 
-def _atomic_write_table(table: pa.Table, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_table(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file atomically."""
+    with atomic_path(path) as temp:
+        pq.write_table(table, temp)
 
 
 class ResultStore:
@@ -150,7 +144,7 @@ class ResultStore:
             new_keys = set(zip(*(new.column(k).to_pylist() for k in key)))
             keep = [tuple(vals) not in new_keys for vals in zip(*(old.column(k).to_pylist() for k in key))]
             new = pa.concat_tables([old.filter(pa.array(keep, pa.bool_())), new])
-        _atomic_write_table(new, path)
+        write_table(new, path)
 
     def append(self, trials: Iterable[dict[str, Any]] = (), epochs: Iterable[dict[str, Any]] = ()) -> None:
         """Upsert rows: a trial row replaces the one with its trial_id, an epoch row its (trial, phase, epoch)."""
@@ -161,13 +155,8 @@ class ResultStore:
     def save_assignments(self, tid: str, record: TrialRecord) -> None:
         if record.labels is None:
             return
-        folder = self.root / ASSIGNMENTS_DIR
-        folder.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{tid}.", suffix=".npz")
-        os.close(fd)
-        with open(tmp, "wb") as fh:
+        with atomic_path(self.root / ASSIGNMENTS_DIR / f"{tid}.npz") as temp, open(temp, "wb") as fh:
             np.savez_compressed(fh, labels=record.labels, embedding=record.embedding.astype(np.float16))
-        os.replace(tmp, folder / f"{tid}.npz")
 
     def load_assignments(self, tid: str) -> dict[str, np.ndarray]:
         with np.load(self.root / ASSIGNMENTS_DIR / f"{tid}.npz") as npz:

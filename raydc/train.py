@@ -15,7 +15,7 @@ from raydc import metrics
 from raydc.checkpoint import atomic_save, load
 from raydc.clustering import CentroidModel
 from raydc.clustering.kmeans import kmeans, recluster
-from raydc.config import RECLUSTERING_MODES, RESETTING_MODES, TrialConfig, flatten, make_config
+from raydc.config import RECLUSTERING_MODES, TrialConfig, flatten, make_config
 from raydc.errors import TrialDiverged
 from raydc.data import Dataset, load_dataset, make_augmenter
 from raydc.nets import build_network
@@ -75,7 +75,6 @@ class Trial:
     # --- setup -------------------------------------------------------------------------------
     def init_clustering(self) -> None:
         """k-means on the embedding of the whole dataset gives the initial centroids."""
-        cfg = self.config.train
         z = embed(self.net, self.data.x)
         centers, labels = kmeans(z, self.data.n_clusters, self.generator, n_init=INIT_KMEANS_RESTARTS)
         self._build_model(centers)

@@ -4,9 +4,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
-import os
 import shutil
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from raydc.atomic import atomic_path
 from raydc.data.errors import DatasetCorrupt, missing_files_error
 from raydc.data.locations import writable_dir
 
@@ -104,17 +103,12 @@ def locate(name: str, roots: list[Path]) -> Path | None:
 
 def _download(remote: RemoteFile, target: Path) -> None:
     """Stream into a temporary file beside the target and move it into place only once its checksum matches."""
-    handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{remote.name}.", suffix=".part")
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(handle, "wb") as sink, open_url(remote.url) as response:
+    with atomic_path(target) as temp:
+        with open(temp, "wb") as sink, open_url(remote.url) as response:
             shutil.copyfileobj(response, sink)
         ok, actual = _is_published_copy(temp, remote)
         if not ok:
             raise ValueError(f"content has sha256 {actual}, expected {remote.sha256}")
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def fetch(name: str, roots: list[Path]) -> Path:

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import fcntl
 import http.client
-import os
 import pickle
 import socket
 import tarfile
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -18,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from raydc.atomic import atomic_path
 from raydc.data.errors import DatasetCorrupt, missing_files_error
 from raydc.data.files import DOWNLOAD_TIMEOUT_S
 from raydc.data.locations import writable_dir
@@ -164,14 +163,8 @@ def _write_cache(roots: list[Path], name: str, images: torch.Tensor, labels: tor
     directory = writable_dir(roots, TORCHVISION_DIR)
     if directory is None:
         return
-    handle, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
-    os.close(handle)
-    try:
-        with suppress(OSError, RuntimeError):
-            torch.save({"images": images, "labels": labels}, temp_name)
-            os.replace(temp_name, directory / f"{name}.pt")
-    finally:
-        Path(temp_name).unlink(missing_ok=True)
+    with suppress(OSError, RuntimeError), atomic_path(directory / f"{name}.pt") as temp:
+        torch.save({"images": images, "labels": labels}, temp)
 
 
 def _find_cache(name: str, roots: list[Path], shape: tuple[int, ...]) -> Images | None:
