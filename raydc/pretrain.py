@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from raydc.batches import epoch_batches
 from raydc.checkpoint import atomic_save, load
 from raydc.clustering.objectives import reconstruction_loss
 from raydc.config import TrialConfig
@@ -39,9 +40,9 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def iterate_batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
-    order = torch.randperm(n, generator=generator, device=generator.device).to(device)
-    yield from order.split(batch_size)
+def make_adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam (β 0.9/0.999, no weight decay); the fused kernel on CUDA updates every tensor in one launch."""
+    return torch.optim.Adam(params, lr=lr, fused=device.type == "cuda")
 
 
 def train_autoencoder(net: torch.nn.Module, data: Dataset, config: TrialConfig, augmenter: Augmenter | None,
@@ -50,19 +51,17 @@ def train_autoencoder(net: torch.nn.Module, data: Dataset, config: TrialConfig, 
     cfg = config.pretrain
     device = data.x.device
     generator = torch.Generator(device=device).manual_seed(config.seed + PRETRAIN_SEED_OFFSET)
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    optimizer = make_adam(net.parameters(), cfg.lr, device)
     losses = []
     for epoch in range(cfg.epochs):
         total = torch.zeros((), device=device)
-        for idx in iterate_batches(data.n, cfg.batch_size, generator, device):
-            x = data.x[idx]
-            if cfg.augment and augmenter is not None:
-                x = augmenter(x, generator)
+        for x, x_aug in epoch_batches(data.x, cfg.batch_size, generator, augmenter if cfg.augment else None):
+            x = x if x_aug is None else x_aug
             loss = reconstruction_loss(x, net.decode(net.encode(x)))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.detach() * len(idx)
+            total += loss.detach() * len(x)
         losses.append(float(total) / data.n)  # one host sync per epoch
         if not math.isfinite(losses[-1]):
             raise TrialDiverged(f"non-finite reconstruction loss at pretraining epoch {epoch}")

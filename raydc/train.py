@@ -19,7 +19,8 @@ from raydc.config import RECLUSTERING_MODES, TrialConfig, flatten, make_config
 from raydc.errors import TrialDiverged
 from raydc.data import Dataset, load_dataset, make_augmenter
 from raydc.nets import build_network
-from raydc.pretrain import iterate_batches, pretrained_state
+from raydc.batches import epoch_batches
+from raydc.pretrain import make_adam, pretrained_state
 from raydc.records import FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 from raydc.resets import apply_plan, reset_momentum, reset_plan
 
@@ -83,9 +84,12 @@ class Trial:
     def _build_model(self, centers: torch.Tensor) -> None:
         cfg = self.config.train
         self.model = CentroidModel(self.net, centers, cfg.algorithm, cfg.effective_cluster_weight).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.optimizer = make_adam(self.model.parameters(), cfg.lr, self.device)
         # Under torch.distributed (e.g. a Ray Train worker) gradients are averaged across the data shards.
-        self.step_model = DistributedDataParallel(self.model) if _distributed() else self.model
+        # DEC never runs the decoder, so DDP must not wait for its gradients.
+        unused = not self.model.uses_reconstruction
+        self.step_model = (DistributedDataParallel(self.model, find_unused_parameters=unused)
+                           if _distributed() else self.model)
 
     # --- BRB and its ablations ---------------------------------------------------------------
     def periodic_step(self) -> None:
@@ -127,9 +131,8 @@ class Trial:
         totals: dict[str, torch.Tensor] = {}
         self.model.train()
         rank, world = _rank_and_world()
-        for idx in iterate_batches(self.data.n, cfg.batch_size, self.generator, self.device):
-            x = self.data.x[idx]
-            x_aug = self.augmenter(x, self.generator) if cfg.augment else None
+        augmenter = self.augmenter if cfg.augment else None
+        for x, x_aug in epoch_batches(self.data.x, cfg.batch_size, self.generator, augmenter):
             if world > 1:  # every worker draws the same batch and augmentation, then keeps its shard
                 x, x_aug = x[rank::world], (x_aug[rank::world] if x_aug is not None else None)
             terms = self.step_model(x, x_aug)
