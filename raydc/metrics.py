@@ -11,7 +11,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 from torch import Tensor
 
@@ -34,25 +33,56 @@ def _points(points: ArrayLike, device: torch.device | None = None) -> Tensor:
     return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()
 
 
+def contingency(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """(clusters of a × clusters of b) counts; tensors are tabulated on their device, so only k×k leaves it."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        _, ia = torch.unique(a.ravel(), return_inverse=True)
+        _, ib = torch.unique(b.to(a.device).ravel(), return_inverse=True)
+        ka, kb = int(ia.max()) + 1, int(ib.max()) + 1
+        return torch.bincount(ia * kb + ib, minlength=ka * kb).reshape(ka, kb).cpu().numpy()
+    return contingency_matrix(_labels(a), _labels(b))
+
+
 def cluster_acc(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Clustering accuracy: share of samples matched under the best one-to-one cluster→class mapping.
 
     The Hungarian method runs on the (classes × clusters) contingency table, which may be rectangular;
     with more clusters than classes the unmatched clusters count as errors.
     """
-    counts = contingency_matrix(_labels(y_true), _labels(y_pred))
+    counts = contingency(y_true, y_pred)
     rows, cols = linear_sum_assignment(counts, maximize=True)
     return float(counts[rows, cols].sum() / counts.sum())
 
 
+def _nmi_from(counts: np.ndarray) -> float:
+    joint = counts / counts.sum()
+    h_a, h_b = _entropy(joint.sum(1)), _entropy(joint.sum(0))
+    if h_a == 0.0 and h_b == 0.0:  # two single-cluster partitions agree perfectly (sklearn's convention)
+        return 1.0
+    mutual = h_a + h_b - _entropy(joint)
+    return float(max(0.0, min(1.0, 2.0 * mutual / (h_a + h_b))))
+
+
 def nmi(a: ArrayLike, b: ArrayLike) -> float:
     """Normalised mutual information with the arithmetic-mean normaliser, 2I/(H(A)+H(B))."""
-    return float(normalized_mutual_info_score(_labels(a), _labels(b), average_method="arithmetic"))
+    return _nmi_from(contingency(a, b))
+
+
+def _pairs(sizes: np.ndarray) -> float:
+    """Number of unordered pairs inside groups of the given sizes."""
+    return float((sizes * (sizes - 1) / 2).sum())
 
 
 def ari(a: ArrayLike, b: ArrayLike) -> float:
-    """Adjusted Rand index."""
-    return float(adjusted_rand_score(_labels(a), _labels(b)))
+    """Adjusted Rand index from the contingency table's pair counts."""
+    counts = contingency(a, b).astype(np.float64)
+    both, in_a, in_b = _pairs(counts), _pairs(counts.sum(1)), _pairs(counts.sum(0))
+    total = _pairs(counts.sum())
+    expected = in_a * in_b / total if total else 0.0
+    best = (in_a + in_b) / 2
+    if best == expected:  # both trivial partitions, or identical ones without any pair structure
+        return 1.0
+    return float((both - expected) / (best - expected))
 
 
 def cl_change(prev_labels: ArrayLike, labels: ArrayLike) -> float:
@@ -67,7 +97,7 @@ def _entropy(probabilities: np.ndarray) -> float:
 
 def variation_of_information(a: ArrayLike, b: ArrayLike) -> float:
     """Variation of information H(A|B) + H(B|A) in nats (0 iff the partitions are equal)."""
-    joint = contingency_matrix(_labels(a), _labels(b)).astype(np.float64)
+    joint = contingency(a, b).astype(np.float64)
     joint /= joint.sum()
     vi = 2 * _entropy(joint) - _entropy(joint.sum(1)) - _entropy(joint.sum(0))
     # Rounding can leave a tiny negative value for identical partitions.

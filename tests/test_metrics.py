@@ -147,3 +147,20 @@ def test_variation_of_information_independent_uniform_is_two_log_k():
     a = torch.randint(0, k, (n,), generator=gen)
     b = torch.randint(0, k, (n,), generator=gen)
     assert variation_of_information(a, b) == pytest.approx(2 * math.log(k), rel=0.01)
+
+
+def test_device_contingency_metrics_match_sklearn():
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    from raydc.metrics import ari, cluster_acc, nmi
+
+    gen = np.random.default_rng(0)
+    cases = [(gen.integers(0, 10, 500), gen.integers(0, 7, 500)), (np.zeros(50, int), np.zeros(50, int)),
+             (np.zeros(50, int), np.arange(50) % 3), (np.arange(40), np.arange(40))]
+    y = gen.integers(0, 10, 1000)
+    cases.append((y, np.where(gen.random(1000) < 0.8, y, gen.integers(0, 10, 1000))))
+    for a, b in cases:
+        ta, tb = torch.as_tensor(a), torch.as_tensor(b)
+        assert abs(nmi(ta, tb) - normalized_mutual_info_score(a, b, average_method="arithmetic")) < 1e-9
+        assert abs(ari(ta, tb) - adjusted_rand_score(a, b)) < 1e-9
+        assert cluster_acc(ta, tb) == cluster_acc(a, b)
