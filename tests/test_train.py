@@ -7,6 +7,7 @@ import torch
 from raydc.config import make_config
 from raydc.data import load_dataset
 from raydc.records import EPOCH_FIELDS, EpochRecord
+from raydc.pretrain import pretrained_state
 from raydc.train import Trial, fit
 
 SMALL = {"net": {"hidden": [256, 128]}, "pretrain": {"epochs": 20}, "train": {"epochs": 5},
@@ -25,8 +26,15 @@ def digits():
     return load_dataset("digits")
 
 
-def _ready_trial(config, data):
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One pretraining per seed for the whole module: fit reuses it, as trials of a study do."""
+    return tmp_path_factory.mktemp("pretrain")
+
+
+def _ready_trial(config, data, cache):
     trial = Trial(config, data, torch.device("cpu"))
+    pretrained_state(trial.net, data, config, trial.augmenter, cache, lambda epoch, loss: None)
     trial.init_clustering()
     trial.train_epoch()
     return trial
@@ -34,9 +42,10 @@ def _ready_trial(config, data):
 
 @pytest.mark.parametrize("algorithm", ["dec", "idec", "dcn"])
 @pytest.mark.parametrize("mode", ["baseline", "brb"])
-def test_fit_records(algorithm, mode, digits):
+def test_fit_records(algorithm, mode, digits, cache):
     records: list[EpochRecord] = []
-    result = fit(_config(train={"algorithm": algorithm}, brb={"mode": mode}), records.append, dataset=digits)
+    result = fit(_config(train={"algorithm": algorithm}, brb={"mode": mode}), records.append, dataset=digits,
+                 pretrain_cache=cache)
     assert result.status == "finished", result.error
     assert [r.phase for r in records] == ["pretrain"] * 20 + ["cluster"] * 5
     cluster = [r for r in records if r.phase == "cluster"]
@@ -55,8 +64,8 @@ def test_fit_records(algorithm, mode, digits):
 
 
 @pytest.mark.parametrize("algorithm", ["dec", "dcn"])
-def test_brb_step_refits_centroids_and_zeroes_momentum(algorithm, digits):
-    trial = _ready_trial(_config(train={"algorithm": algorithm}, brb={"mode": "brb"}), digits)
+def test_brb_step_refits_centroids_and_zeroes_momentum(algorithm, digits, cache):
+    trial = _ready_trial(_config(train={"algorithm": algorithm}, brb={"mode": "brb"}), digits, cache)
     encoder_before = trial.net.encoder[0].weight.clone()
     embedding_before = trial.net.embedding_layer.weight.clone()
     centers_before = trial.model.centers.detach().clone()
@@ -71,14 +80,14 @@ def test_brb_step_refits_centroids_and_zeroes_momentum(algorithm, digits):
         assert torch.all(trial.model.counts == 100)  # DCN's running counts restart with the new centres
 
 
-def test_momentum_kept_when_disabled(digits):
-    trial = _ready_trial(_config(brb={"mode": "brb", "reset_momentum": False}), digits)
+def test_momentum_kept_when_disabled(digits, cache):
+    trial = _ready_trial(_config(brb={"mode": "brb", "reset_momentum": False}), digits, cache)
     trial.periodic_step()
     assert trial.optimizer.state[trial.model.centers]["exp_avg"].abs().sum() > 0
 
 
-def _effects(mode, digits, **brb):
-    trial = _ready_trial(_config(brb={"mode": mode, **brb}), digits)
+def _effects(mode, digits, cache):
+    trial = _ready_trial(_config(brb={"mode": mode}), digits, cache)
     w, c = trial.net.encoder[0].weight.clone(), trial.model.centers.detach().clone()
     trial.periodic_step()
     return (not torch.equal(trial.net.encoder[0].weight, w)), (not torch.equal(trial.model.centers, c))
@@ -93,12 +102,12 @@ def _effects(mode, digits, **brb):
     ("perturb_only", True, True),
     ("scaled_gaussian", True, True),
 ])
-def test_each_mode_touches_what_it_should(mode, weights_change, centers_change, digits):
-    assert _effects(mode, digits) == (weights_change, centers_change)
+def test_each_mode_touches_what_it_should(mode, weights_change, centers_change, digits, cache):
+    assert _effects(mode, digits, cache) == (weights_change, centers_change)
 
 
-def test_disentangled_centroids_are_label_means_of_unperturbed_embedding(digits):
-    trial = _ready_trial(_config(brb={"mode": "disentangled", "subsample": 5000}), digits)
+def test_disentangled_centroids_are_label_means_of_unperturbed_embedding(digits, cache):
+    trial = _ready_trial(_config(brb={"mode": "disentangled", "subsample": 5000}), digits, cache)
     trial.periodic_step()
     from raydc.train import embed
     z = embed(trial.net, digits.x)
@@ -108,20 +117,22 @@ def test_disentangled_centroids_are_label_means_of_unperturbed_embedding(digits)
     assert torch.all(centers >= hull_lo - 1e-5) and torch.all(centers <= hull_hi + 1e-5)
 
 
-def test_same_seed_same_metrics_and_different_seed_differs(digits):
+def test_same_seed_same_metrics_and_different_seed_differs(digits, cache):
     config = _config(brb={"mode": "brb"})
-    a, b = fit(config, dataset=digits), fit(config, dataset=digits)
+    a = fit(config, dataset=digits)
+    b = fit(config, dataset=digits, pretrain_cache=cache)  # cached pretraining gives the same trial
     assert a.final == b.final
-    c = fit(_config(brb={"mode": "brb"}, seed=1), dataset=digits)
+    c = fit(_config(brb={"mode": "brb"}, seed=1), dataset=digits, pretrain_cache=cache)
     assert c.final != a.final
 
 
-def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, digits):
-    full = fit(_config(checkpoint_every=1), dataset=digits)
+def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, digits, cache):
+    full = fit(_config(checkpoint_every=1), dataset=digits, pretrain_cache=cache)
     short = _config(checkpoint_every=1, train={"epochs": 3})
-    fit(short, dataset=digits, checkpoint_dir=tmp_path)  # "interrupted" after epoch 2 with its checkpoint
+    fit(short, dataset=digits, checkpoint_dir=tmp_path, pretrain_cache=cache)  # "interrupted" after epoch 2
     resumed_records = []
-    resumed = fit(_config(checkpoint_every=1), resumed_records.append, dataset=digits, checkpoint_dir=tmp_path)
+    resumed = fit(_config(checkpoint_every=1), resumed_records.append, dataset=digits, checkpoint_dir=tmp_path,
+                  pretrain_cache=cache)
     assert [r.epoch for r in resumed_records] == [3, 4]  # only the missing epochs run
     assert resumed.final == full.final
 
