@@ -40,9 +40,9 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def make_adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
-    """Adam (β 0.9/0.999, no weight decay); the fused kernel on CUDA updates every tensor in one launch."""
-    return torch.optim.Adam(params, lr=lr, fused=device.type == "cuda")
+def make_adam(params, lr: float) -> torch.optim.Adam:
+    """Adam (β 0.9/0.999, no weight decay); the fused kernel updates every tensor in one pass (CPU and CUDA)."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
 
 
 def train_autoencoder(net: torch.nn.Module, data: Dataset, config: TrialConfig, augmenter: Augmenter | None,
@@ -51,7 +51,7 @@ def train_autoencoder(net: torch.nn.Module, data: Dataset, config: TrialConfig, 
     cfg = config.pretrain
     device = data.x.device
     generator = torch.Generator(device=device).manual_seed(config.seed + PRETRAIN_SEED_OFFSET)
-    optimizer = make_adam(net.parameters(), cfg.lr, device)
+    optimizer = make_adam(net.parameters(), cfg.lr)
     losses = []
     for epoch in range(cfg.epochs):
         total = torch.zeros((), device=device)

@@ -84,7 +84,7 @@ class Trial:
     def _build_model(self, centers: torch.Tensor) -> None:
         cfg = self.config.train
         self.model = CentroidModel(self.net, centers, cfg.algorithm, cfg.effective_cluster_weight).to(self.device)
-        self.optimizer = make_adam(self.model.parameters(), cfg.lr, self.device)
+        self.optimizer = make_adam(self.model.parameters(), cfg.lr)
         # Under torch.distributed (e.g. a Ray Train worker) gradients are averaged across the data shards.
         # DEC never runs the decoder, so DDP must not wait for its gradients.
         unused = not self.model.uses_reconstruction
