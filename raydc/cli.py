@@ -100,6 +100,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from raydc.study.spec import load_study
+    from raydc.study.summary import describe_plan
+
+    if args.study is None and not (args.resume and args.out):
+        raise ConfigError("study", "give a study file, or --resume --out DIR to continue the study stored there")
+    out = Path(args.out) if args.out else None
+    if args.resume and not (out is not None and (out / "study.yaml").exists()):
+        raise ConfigError("--resume", f"{out} holds no study to resume" if out else "needs --out DIR")
+    study = load_study(args.study or out / "study.yaml", datasets=args.dataset)
+    out = out or Path("runs") / study.spec.name
+    if args.dry_run:
+        print(describe_plan(study, out))
+        return 0
+    from raydc.study.runner import run_study
+
+    summary = run_study(study, out, address=args.address)
+    return 1 if summary.counts.get("error") else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from raydc.study.summary import describe_directory
+
+    print(describe_directory(Path(args.dir)))
+    return 0 if Path(args.dir, "trials.parquet").exists() else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raydc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir", help="study directory")
     report.add_argument("--out", help="figure directory (default: DIR/report)")
     report.set_defaults(func=cmd_report)
+    run = sub.add_parser("run", help="run a study (YAML) on Ray and write its Parquet tables")
+    run.add_argument("study", nargs="?", help="study file (optional with --resume: DIR/study.yaml)")
+    run.add_argument("--out", help="study directory (default: runs/<study name>); trials already done there are skipped")
+    run.add_argument("--address", help="Ray cluster to join, e.g. auto (default: start Ray on this machine)")
+    run.add_argument("--dataset", action="append", metavar="NAME", help="run on this dataset instead (repeatable)")
+    run.add_argument("--dry-run", action="store_true", help="validate and show the planned trials; start nothing")
+    run.add_argument("--resume", action="store_true", help="continue the study in --out (after a crash or kill)")
+    run.set_defaults(func=cmd_run)
+    status = sub.add_parser("status", help="summarise a study directory")
+    status.add_argument("dir", help="study directory")
+    status.set_defaults(func=cmd_status)
     return parser
 
 

@@ -68,8 +68,7 @@ def trials_schema() -> pa.Schema:
     finals = [pa.field(m, pa.float64()) for m in FINAL_METRICS + KMEANS_METRICS]
     tail = [pa.field("epochs_done", pa.int64())]
     tail += [pa.field(t, pa.float64()) for t in ("wall_time_s", "pretrain_time_s", "cluster_time_s", "reset_time_s")]
-    # No separate device column: the config's `device` column holds the device the trial ran on.
-    tail += [pa.field("pretrain_cached", pa.bool_())]
+    tail += [pa.field("pretrain_cached", pa.bool_()), pa.field("resolved_device", pa.string())]
     tail += [pa.field(f"version.{k}", pa.string()) for k in VERSION_KEYS]
     return pa.schema(head + config_fields() + finals + tail)
 

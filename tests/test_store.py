@@ -43,3 +43,12 @@ def test_file_from_an_older_schema_gains_missing_columns(tmp_path):
     table = ResultStore(tmp_path).trials()
     assert table.schema.equals(trials_schema())
     assert table.column("kmeans_acc").to_pylist() == [None] and table.column("acc").to_pylist() == [0.5]
+
+
+def test_trial_row_records_where_it_ran(tmp_path):
+    config, record = _record(0.5)
+    record.device = "cuda:0"
+    store = ResultStore(tmp_path)
+    store.append([trial_row(trial_id(config), record)])
+    table = store.trials()
+    assert table.column("resolved_device").to_pylist() == ["cuda:0"] and table.column("device").to_pylist() == ["auto"]

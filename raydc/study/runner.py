@@ -1,0 +1,174 @@
+"""Run a study on Ray: skip what its directory already holds, launch the rest as Ray Tune trials."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import yaml
+from ray import tune
+
+from raydc.config import ConfigError
+from raydc.store import ResultStore
+from raydc.study.outcomes import UnfinishedTrials
+from raydc.study.paths import StudyPaths
+from raydc.study.progress import ProgressLine
+from raydc.study.record import discard_scratch, done_ids
+from raydc.study.space import Dimension
+from raydc.study.spec import Study, dump_spec
+from raydc.study.tune_trial import TrialSetup, run_trial
+
+# A Tune trial that only launches Ray Train workers holds almost nothing itself (zero is not accepted).
+LAUNCHER_CPU = 0.01
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    launched: int               # trials started by this run
+    counts: dict[str, int]      # trials in the directory by status, after the run
+    elapsed_s: float
+
+
+def prepare_directory(study: Study, paths: StudyPaths) -> None:
+    """Create the study directory, refuse one that holds another study, and write the resolved spec."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    if paths.spec_file.exists():
+        previous = (yaml.safe_load(paths.spec_file.read_text()) or {}).get("name")
+        if previous != study.spec.name:
+            raise ConfigError("name", f"{paths.root} holds the results of study {previous!r}; choose another --out")
+    tmp = paths.spec_file.with_suffix(".yaml.tmp")
+    tmp.write_text(dump_spec(study.spec))
+    os.replace(tmp, paths.spec_file)
+
+
+def connect(address: str | None) -> bool:
+    """Join the given cluster, or start a local Ray with no dashboard; True when this call started Ray."""
+    if ray.is_initialized():
+        return False
+    # Trial output stays in Ray's log files; the driver prints one progress line.
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def _local_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _tune_domain(dim: Dimension) -> Any:
+    if dim.kind == "choice":
+        return tune.choice(list(dim.values))
+    if dim.kind == "int":
+        return tune.randint(int(dim.low), int(dim.high) + 1)  # randint excludes its upper end
+    return (tune.loguniform if dim.kind == "loguniform" else tune.uniform)(dim.low, dim.high)
+
+
+def _optuna_search(study: Study, store: ResultStore):
+    """TPE, seeded, told about the configurations this directory already finished."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    points, rewards = [], []
+    for row in store.trials().to_pylist():
+        point = {d.key: row.get(d.key) for d in study.dimensions}
+        value = row.get(study.spec.metric)
+        fits = all(v in d.values if d.kind == "choice" else v is not None and d.low <= v <= d.high
+                   for d, v in zip(study.dimensions, point.values()))
+        if row["status"] == "finished" and fits and value is not None and math.isfinite(value):
+            points.append(point)
+            rewards.append(value)
+    # TPE starts with seeded random draws: a fresh seed per extension keeps it from redrawing finished points.
+    return OptunaSearch(seed=study.spec.search.seed + len(points), points_to_evaluate=points or None,
+                        evaluated_rewards=rewards or None)
+
+
+def _concurrency(study: Study) -> int | None:
+    """Data-parallel trials get workers from outside Tune's accounting, so cap how many launch at once."""
+    res = study.spec.resources
+    if res.workers == 1:
+        return None
+    total = ray.cluster_resources()
+    fits = [total.get("CPU", 0) // (res.workers * res.cpu)]
+    if res.gpu > 0:
+        fits.append(total.get("GPU", 0) // (res.workers * res.gpu))
+    return max(1, int(min(fits)))
+
+
+def run_study(study: Study, out: str | Path, *, address: str | None = None) -> RunSummary:
+    """Run every trial of the study that its directory does not hold yet; results land in `out`."""
+    started = time.monotonic()
+    spec = study.spec
+    if address is None and spec.resources.gpu > 0 and not _local_gpu():
+        raise ConfigError("resources.gpu", "this machine has no GPU; set resources.gpu: 0 to run the study on "
+                                           "CPU, or join a GPU cluster with --address")
+    paths = StudyPaths.at(out, spec.pretrain_cache)
+    prepare_directory(study, paths)
+    store = ResultStore(paths.root)
+    done = done_ids(store)
+    for tid in done:
+        discard_scratch(paths, tid)
+
+    if spec.search.kind == "optuna":
+        to_run = spec.search.n - len(done)  # finished configurations count toward n
+        param_space = {d.key: _tune_domain(d) for d in study.dimensions}
+    else:
+        pending = [t.trial_id for t in study.trials if t.trial_id not in done]
+        to_run = len(pending)
+        param_space = {"trial_id": tune.grid_search(pending)}
+    print(f"study {spec.name}: {study.planned_count} trials planned, {len(done)} already done in {paths.root}, "
+          f"{max(to_run, 0)} to run", flush=True)
+    if to_run > 0:
+        _run_tune(study, paths, store, param_space, to_run, address)
+    for tid in done_ids(store) - done:
+        discard_scratch(paths, tid)
+    counts = dict(Counter(store.trials().column("status").to_pylist()))
+    print(f"results: {paths.root}/trials.parquet, epochs.parquet, assignments/")
+    print("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), flush=True)
+    return RunSummary(max(to_run, 0), counts, time.monotonic() - started)
+
+
+def _run_tune(study: Study, paths: StudyPaths, store: ResultStore, param_space: dict[str, Any], to_run: int,
+              address: str | None) -> None:
+    spec = study.spec
+    res = spec.resources
+    setup = TrialSetup(paths=paths, planned={t.trial_id: t.values for t in study.trials}, base=study.base,
+                       seed=spec.search.seeds[0], metric=spec.metric, checkpoint_every=spec.checkpoint_every,
+                       resources=res, max_failures=spec.max_failures)
+    started_ray = connect(address)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the progress line replaces Tune's tables
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    try:
+        trial_resources = {"cpu": res.cpu, "gpu": res.gpu} if res.workers == 1 else {"cpu": LAUNCHER_CPU}
+        scheduler = None
+        if spec.asha is not None:
+            scheduler = tune.schedulers.ASHAScheduler(time_attr="epoch", max_t=study.max_epochs,
+                                                      grace_period=spec.asha.grace_period,
+                                                      reduction_factor=spec.asha.reduction_factor)
+        optuna = spec.search.kind == "optuna"
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(run_trial, setup=setup), trial_resources),
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=spec.metric, mode=spec.mode, search_alg=_optuna_search(study, store) if optuna else None,
+                scheduler=scheduler, num_samples=to_run if optuna else 1, reuse_actors=True,
+                max_concurrent_trials=_concurrency(study)),
+            run_config=tune.RunConfig(
+                name=time.strftime("tune-%Y%m%d-%H%M%S"), storage_path=str(paths.ray_dir), verbose=0,
+                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                callbacks=[UnfinishedTrials(setup, early_stopping=scheduler is not None),
+                           ProgressLine(to_run, spec.metric, spec.mode)]),
+        )
+        tuner.fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
+

@@ -1,0 +1,284 @@
+"""The study file (YAML): its schema, and every check that runs before a single trial starts.
+
+name: brb-sensitivity
+dataset: optdigits              # or `datasets: [usps, optdigits]`, or data.name in the space
+base: {train: {epochs: 400}}    # nested overrides of the trial config (raydc.config)
+search:
+  kind: grid                    # grid | random | optuna
+  space:                        # dotted trial-config field -> list | {uniform|loguniform|int: [low, high]}
+    brb.alpha: [0.6, 0.7, 0.8, 0.9]
+    train.lr: {loguniform: [1.0e-4, 5.0e-3]}
+  seeds: [0, 1, 2]
+  n: 20                         # random / optuna: number of sampled configurations
+  seed: 0                       # sampler seed
+metric: acc                     # a final metric of trials.parquet; label-free: silhouette, ratio_share
+mode: max
+asha: {grace_period: 20, reduction_factor: 3}   # optional early stopping
+resources: {cpu: 1, gpu: 0.25, workers: 1}     # per trial (per worker when workers > 1)
+checkpoint_every: 10            # epochs between trial checkpoints (a retried trial resumes there)
+max_failures: 2                 # retries of a crashed trial
+pretrain_cache: null            # shared pretraining directory; default <study dir>/pretrain_cache
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from raydc.config import ConfigError, TrialConfig, flatten, make_config
+from raydc.data import DatasetUnavailable, check_available, dataset_names
+from raydc.records import FINAL_METRICS
+from raydc.study.effects import affects, unused_reason
+from raydc.study.plan import PlannedTrial, build_config, expand, grid_points, probe_points, random_points
+from raydc.study.space import Dimension, parse_dimension
+
+# Trial-config fields a study sets elsewhere, and where.
+MANAGED_FIELDS = {"seed": "search.seeds", "device": "resources.gpu", "checkpoint_every": "checkpoint_every"}
+
+
+def _known_dataset(name: str) -> str:
+    if name not in dataset_names():
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}")
+    return name
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchSpec(_Strict):
+    kind: Literal["grid", "random", "optuna"] = "grid"
+    space: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    n: int | None = Field(default=None, ge=1)
+    seed: int = Field(default=0, ge=0)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError("needs one or more distinct non-negative seeds")
+        return seeds
+
+    @model_validator(mode="after")
+    def _samples(self) -> SearchSpec:
+        if self.kind == "grid" and self.n is not None:
+            raise ValueError("n: only random and optuna searches take a number of samples; "
+                             "a grid runs every combination")
+        if self.kind != "grid" and self.n is None:
+            raise ValueError(f"n: a {self.kind} search needs the number of configurations to sample")
+        if self.kind == "optuna" and len(self.seeds) != 1:
+            raise ValueError("seeds: an optuna search evaluates each suggested configuration once; give one seed")
+        return self
+
+
+class AshaSpec(_Strict):
+    grace_period: int = Field(default=10, ge=1)  # clustering epochs every trial runs before it can be stopped
+    reduction_factor: float = Field(default=3.0, gt=1)
+
+
+class ResourcesSpec(_Strict):
+    cpu: float = Field(default=1.0, gt=0)
+    gpu: float = Field(default=0.0, ge=0)  # fractions below 1 let several trials share one GPU
+    workers: int = Field(default=1, ge=1)  # > 1: data-parallel Ray Train workers, each with cpu and gpu
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.gpu > 0 else "cpu"
+
+    @field_validator("gpu")
+    @classmethod
+    def _fraction_or_whole(cls, gpu: float) -> float:
+        if gpu > 1 and gpu != int(gpu):
+            raise ValueError("a trial takes a fraction of one GPU or a whole number of GPUs")
+        return gpu
+
+
+class StudySpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    dataset: str | None = None
+    datasets: list[str] | None = None
+    base: dict[str, Any] = Field(default_factory=dict)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    metric: str = "acc"
+    mode: Literal["max", "min"] = "max"
+    asha: AshaSpec | None = None
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    checkpoint_every: int = Field(default=10, ge=1)
+    max_failures: int = Field(default=2, ge=0)
+    pretrain_cache: str | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in FINAL_METRICS:
+            raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(FINAL_METRICS)}")
+        return metric
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, name: str | None) -> str | None:
+        return None if name is None else _known_dataset(name)
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_datasets(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None and (not names or len(set(names)) != len(names)):
+            raise ValueError("needs one or more distinct dataset names")
+        return None if names is None else [_known_dataset(name) for name in names]
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study: its spec, the base values every trial shares, its dimensions and (grid/random) trials."""
+
+    spec: StudySpec
+    base: dict[str, Any]
+    dimensions: list[Dimension]
+    trials: list[PlannedTrial]
+    max_epochs: int  # the longest trial's clustering epochs (ASHA's horizon)
+
+    @property
+    def planned_count(self) -> int:
+        return self.spec.search.n if self.spec.search.kind == "optuna" else len(self.trials)
+
+    def dataset_field(self) -> tuple[str, list[str]]:
+        """Where the study names its datasets, and which they are."""
+        for dim in self.dimensions:
+            if dim.key == "data.name":
+                return ("datasets" if self.spec.datasets else dim.field), list(dim.values)
+        field = "dataset" if self.spec.dataset else "base.data.name"
+        return field, [self.base["data"]["name"]]
+
+
+def _spec_error(exc: ValidationError) -> ConfigError:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif first["type"] == "missing":
+        msg = "required"
+    if ": " in msg and " " not in msg.split(": ", 1)[0]:  # a model check naming its own field
+        sub, msg = msg.split(": ", 1)
+        loc = f"{loc}.{sub}" if loc else sub
+    return ConfigError(loc or "study", msg)
+
+
+def _base_values(spec: StudySpec) -> dict[str, Any]:
+    base = copy.deepcopy(spec.base)
+    for key, where in MANAGED_FIELDS.items():
+        if key in base:
+            raise ConfigError(f"base.{key}", f"set by the study's {where}")
+    if not isinstance(base.get("data", {}), dict):
+        raise ConfigError("base.data", "must be a mapping")
+    sources = [s for s, given in (("dataset", spec.dataset), ("datasets", spec.datasets),
+                                  ("base.data.name", "name" in base.get("data", {})),
+                                  ("search.space.data.name", "data.name" in spec.search.space)) if given]
+    if not sources:
+        raise ConfigError("dataset", "required (or datasets, or data.name in search.space)")
+    if len(sources) > 1:
+        raise ConfigError(sources[1], f"the dataset is already given by {sources[0]}; name it in one place")
+    if spec.dataset:
+        base.setdefault("data", {})["name"] = spec.dataset
+    try:
+        make_config(base)
+    except ConfigError as exc:
+        raise ConfigError(f"base.{exc.field}", str(exc).removeprefix(f"{exc.field}: ")) from None
+    return base
+
+
+def _dimensions(spec: StudySpec) -> list[Dimension]:
+    space = dict(spec.search.space)
+    if spec.datasets:
+        space["data.name"] = list(spec.datasets)
+    fields = flatten(TrialConfig())
+    dims = []
+    for key, raw in space.items():
+        field = f"search.space.{key}"
+        if key in MANAGED_FIELDS:
+            raise ConfigError(field, f"set by the study's {MANAGED_FIELDS[key]}")
+        if key not in fields:
+            raise ConfigError(field, "unknown trial-config field (use dotted names such as brb.alpha)")
+        dim = parse_dimension(key, raw)
+        if spec.search.kind == "grid" and dim.kind != "choice":
+            raise ConfigError(field, "a grid search needs a list of values; ranges need kind random or optuna")
+        if spec.search.kind == "optuna" and dim.kind == "choice" and any(
+                v is not None and not isinstance(v, (bool, int, float, str)) for v in dim.values):
+            raise ConfigError(field, "optuna chooses among plain values (numbers, strings, booleans), not lists")
+        dims.append(dim)
+    return dims
+
+
+def _check_effects(dims: list[Dimension], configs: list[TrialConfig]) -> None:
+    for dim in dims:
+        if not any(affects(dim.key, config) for config in configs):
+            raise ConfigError(dim.field, unused_reason(dim.key))
+
+
+def _check_asha(spec: StudySpec, longest: int) -> None:
+    if spec.asha is not None and spec.asha.grace_period >= longest:
+        raise ConfigError("asha.grace_period", f"must be below the trials' train.epochs ({longest}) "
+                                               "or no trial could be stopped early")
+
+
+def check_datasets(study: Study) -> None:
+    """Every dataset must load offline now; nothing is downloaded."""
+    field, names = study.dataset_field()
+    for name in names:
+        try:
+            check_available(name, data_dir=study.base.get("data", {}).get("dir"))
+        except DatasetUnavailable as exc:
+            raise ConfigError(field, str(exc)) from None
+
+
+def parse_study(raw: Any, datasets: list[str] | None = None) -> Study:
+    """Validate a study (as loaded from YAML) and plan its trials; `datasets` replaces the file's dataset(s)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("study", "a study file must be a mapping")
+    if datasets:
+        raw = {k: v for k, v in raw.items() if k not in ("dataset", "datasets")}
+        raw.update({"dataset": datasets[0]} if len(datasets) == 1 else {"datasets": list(datasets)})
+    try:
+        spec = StudySpec.model_validate(raw)
+    except ValidationError as exc:
+        raise _spec_error(exc) from None
+    base = _base_values(spec)
+    dims = _dimensions(spec)
+    search = spec.search
+    if search.kind == "grid":
+        points = grid_points(dims)
+        checked = points
+    else:  # a sampled space must be valid at its extremes, not only where this draw landed
+        points = random_points(dims, search.n, search.seed) if search.kind == "random" else []
+        checked = probe_points(dims) + points
+    configs = [build_config(base, point, search.seeds[0]) for point in checked]
+    _check_effects(dims, configs)
+    longest = max(c.train.epochs for c in configs)
+    _check_asha(spec, longest)
+    trials = [] if search.kind == "optuna" else expand(base, points, search.seeds)
+    return Study(spec, base, dims, trials, longest)
+
+
+def load_study(path: str | Path, datasets: list[str] | None = None, check_data: bool = True) -> Study:
+    """Read, validate and plan a study file; any problem raises one ConfigError naming the field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read the study file: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), f"not valid YAML: {exc}") from None
+    study = parse_study(raw, datasets)
+    if check_data:
+        check_datasets(study)
+    return study
+
+
+def dump_spec(spec: StudySpec) -> str:
+    """The resolved study, defaults filled in, as YAML."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,167 @@
+"""The Ray Tune trainable: one study trial, run in-process or as a data-parallel Ray Train run."""
+from __future__ import annotations
+
+import fcntl
+import functools
+import math
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from raydc.config import make_config
+from raydc.records import EpochRecord
+from raydc.store import ResultStore, epoch_row, trial_id
+from raydc.study.faults import crash_if_requested
+from raydc.study.journal import EpochJournal
+from raydc.study.paths import StudyPaths
+from raydc.study.plan import trial_values
+from raydc.study.record import DONE_STATUSES, record_trial
+from raydc.study.spec import ResourcesSpec
+
+Forward = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """What every trial of a study needs besides its own parameters."""
+
+    paths: StudyPaths
+    planned: dict[str, dict[str, Any]]  # grid/random: trial id -> config values
+    base: dict[str, Any]                # optuna: values every suggested trial starts from
+    seed: int                           # optuna: the study's seed
+    metric: str
+    checkpoint_every: int
+    resources: ResourcesSpec
+    max_failures: int
+
+    def resolve(self, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """(trial id, config values) of a Tune trial's parameters."""
+        if "trial_id" in params:
+            return params["trial_id"], self.planned[params["trial_id"]]
+        values = trial_values(self.base, params, self.seed)
+        return trial_id(make_config(values)), values
+
+    def runtime_values(self, values: dict[str, Any], device: str) -> dict[str, Any]:
+        """Add the settings that do not change a trial's identity."""
+        return {**values, "device": device, "checkpoint_every": self.checkpoint_every}
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(name: str, data_dir: str | None):
+    """Datasets stay loaded in a reused trial process."""
+    from raydc.data import load_dataset
+
+    return load_dataset(name, data_dir=data_dir)
+
+
+class EpochReporter:
+    """Journals every epoch row and forwards clustering epochs to Ray as they finish.
+
+    The last epoch is forwarded only after the trial is recorded: a scheduler may stop a trial at any
+    report, and a finished trial must never be cut off before its rows are on disk.
+    """
+
+    def __init__(self, tid: str, setup: TrialSetup, epochs: int, journal: EpochJournal | None, forward: Forward):
+        self.tid, self.setup, self.epochs, self.journal, self.forward = tid, setup, epochs, journal, forward
+        self.latest = math.nan  # last evaluated value of the study's metric
+
+    def metrics(self, epochs_done: int, **extra: Any) -> dict[str, Any]:
+        return {self.setup.metric: self.latest, "epoch": epochs_done, "progress": epochs_done / self.epochs,
+                "trial": self.tid, **extra}
+
+    def __call__(self, record: EpochRecord) -> None:
+        if self.journal is not None:
+            self.journal.append(epoch_row(self.tid, record))
+        crash_if_requested(self.setup.paths.root, record)
+        if record.phase != "cluster":
+            return
+        value = getattr(record, self.setup.metric)
+        if math.isfinite(value):
+            self.latest = value
+        if record.epoch + 1 < self.epochs:
+            self.forward(self.metrics(record.epoch + 1))
+
+
+def execute(tid: str, values: dict[str, Any], setup: TrialSetup, forward: Forward, rank: int = 0) -> None:
+    """Fit one trial (on one data-parallel rank); rank 0 journals and records it."""
+    from raydc.train import fit
+
+    config = make_config(values)
+    journal = EpochJournal(setup.paths.journal_file(tid)) if rank == 0 else None
+    reporter = EpochReporter(tid, setup, config.train.epochs, journal, forward)
+    record = fit(config, reporter, checkpoint_dir=setup.paths.checkpoint_dir(tid),
+                 pretrain_cache=setup.paths.pretrain_cache, dataset=_dataset(config.data.name, config.data.dir))
+    if rank == 0:
+        record_trial(setup.paths, tid, record)
+    reporter.latest = record.final.get(setup.metric, math.nan)
+    forward(reporter.metrics(record.epochs_done, status=record.status, recorded=True))
+
+
+def _recorded_metrics(setup: TrialSetup, tid: str) -> dict[str, Any] | None:
+    """The final report of a trial already recorded in the study directory, if it is."""
+    rows = [r for r in ResultStore(setup.paths.root).trials().to_pylist() if r["trial_id"] == tid]
+    if not rows or rows[0]["status"] not in DONE_STATUSES:
+        return None
+    row = rows[0]
+    return {setup.metric: row[setup.metric], "epoch": row["epochs_done"], "progress": 1.0, "trial": tid,
+            "status": row["status"], "recorded": True}
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
+    """Ray Tune function trainable for one study trial."""
+    tid, values = setup.resolve(params)
+    # Two optuna suggestions can be the same configuration: the second waits and reuses the first.
+    with _exclusive(setup.paths.lock_file(tid)):
+        recorded = _recorded_metrics(setup, tid)
+        if recorded is not None:
+            tune.report(recorded)
+            return
+        if setup.resources.workers > 1:
+            _run_data_parallel(tid, values, setup)
+        else:
+            execute(tid, setup.runtime_values(values, setup.resources.device), setup, tune.report)
+    shutil.rmtree(setup.paths.checkpoint_dir(tid), ignore_errors=True)
+
+
+def _run_data_parallel(tid: str, values: dict[str, Any], setup: TrialSetup) -> None:
+    """Launch a TorchTrainer from inside the Tune trial; rank 0's reports reach Tune through the callback."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    res = setup.resources
+    per_worker = {"CPU": res.cpu, **({"GPU": res.gpu} if res.gpu > 0 else {})}
+    trainer = TorchTrainer(
+        _data_parallel_worker,
+        train_loop_config={"trial_id": tid, "values": values, "setup": setup},
+        scaling_config=ScalingConfig(num_workers=res.workers, use_gpu=res.gpu > 0, resources_per_worker=per_worker),
+        torch_config=TorchConfig(backend="nccl" if res.gpu > 0 else "gloo"),
+        run_config=RunConfig(name=f"{tid}-{uuid.uuid4().hex[:8]}", storage_path=str(setup.paths.ray_dir / "train"),
+                             failure_config=FailureConfig(max_failures=0),  # Tune retries the whole trial
+                             callbacks=[TuneReportCallback()]),
+    )
+    trainer.fit()
+
+
+def _data_parallel_worker(loop_config: dict[str, Any]) -> None:
+    import ray.train
+    import ray.train.torch
+
+    setup: TrialSetup = loop_config["setup"]
+    device = str(ray.train.torch.get_device()) if setup.resources.gpu > 0 else "cpu"
+    execute(loop_config["trial_id"], setup.runtime_values(loop_config["values"], device), setup,
+            ray.train.report, rank=ray.train.get_context().get_world_rank())

@@ -1,0 +1,15 @@
+"""Fixtures shared by several test modules."""
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray, started once per test session for the tests that need one; yields its address."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # set before Ray starts, so every Ray process sees it
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

@@ -1,0 +1,146 @@
+"""Studies on a local Ray: grid and optuna end to end, incremental runs, a 2-worker Ray Train trial, a crashed
+trial resuming from its checkpoint, and a killed driver whose rerun ends with exact, duplicate-free tables."""
+import copy
+import os
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from raydc.cli import main
+from raydc.store import EPOCH_KEY, epochs_schema, trials_schema
+from raydc.study.faults import MARKER
+from raydc.study.runner import run_study
+from raydc.study.spec import parse_study
+
+pytestmark = pytest.mark.ray
+
+PRETRAIN_EPOCHS, CLUSTER_EPOCHS = 2, 3
+TINY_BASE = {"net": {"hidden": [64, 32]}, "pretrain": {"epochs": PRETRAIN_EPOCHS},
+             "train": {"epochs": CLUSTER_EPOCHS}, "brb": {"interval": 1, "subsample": 500}, "eval": {"subsample": 200}}
+
+
+def tiny_study(name: str, space: dict, seeds=(0,), **fields) -> dict:
+    study = {"name": name, "dataset": "digits", "base": copy.deepcopy(TINY_BASE),
+             "search": {"kind": "grid", "space": space, "seeds": list(seeds)}, "checkpoint_every": 1}
+    for key, value in fields.items():
+        study[key] = value
+    return study
+
+
+def rows(out, table: str) -> list[dict]:
+    return pq.read_table(out / f"{table}.parquet").to_pylist()
+
+
+def same_row(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]) for k in a)  # NaN == NaN
+
+
+def assert_exact_epochs(out, trials: list[dict], pretrain: int = PRETRAIN_EPOCHS) -> None:
+    """Every trial has exactly its pretraining epochs and its clustering epochs 0..epochs_done-1, once each."""
+    epochs = rows(out, "epochs")
+    keys = [tuple(r[k] for k in EPOCH_KEY) for r in epochs]
+    assert len(keys) == len(set(keys)), "duplicate (trial, phase, epoch) rows"
+    expected = {(t["trial_id"], "pretrain", e) for t in trials for e in range(pretrain)}
+    expected |= {(t["trial_id"], "cluster", e) for t in trials for e in range(t["epochs_done"])}
+    assert set(keys) == expected
+
+
+def test_grid_study_end_to_end_then_extended_with_a_seed(ray_cluster, tmp_path, capsys):
+    raw = tiny_study("grid", {"train.algorithm": ["dec", "idec"], "brb.mode": ["brb", "baseline"]})
+    out = tmp_path / "grid"
+    summary = run_study(parse_study(raw), out)
+    assert summary.launched == 4 and summary.counts == {"finished": 4}
+    assert pq.read_schema(out / "trials.parquet").remove_metadata().equals(trials_schema())
+    assert pq.read_schema(out / "epochs.parquet").remove_metadata().equals(epochs_schema())
+    first = rows(out, "trials")
+    assert len(first) == 4 and all(t["epochs_done"] == CLUSTER_EPOCHS for t in first)
+    assert len(rows(out, "epochs")) == 4 * (PRETRAIN_EPOCHS + CLUSTER_EPOCHS)
+    assert_exact_epochs(out, first)
+    assert {p.stem for p in (out / "assignments").glob("*.npz")} == {t["trial_id"] for t in first}
+    assert parse_study(yaml.safe_load((out / "study.yaml").read_text())).spec == parse_study(raw).spec
+    assert sum(t["pretrain_cached"] for t in first) >= 3  # one pretraining shared by the four trials
+
+    raw["search"]["seeds"] = [0, 1]
+    summary = run_study(parse_study(raw), out)
+    assert summary.launched == 4 and summary.counts == {"finished": 8}
+    second = {t["trial_id"]: t for t in rows(out, "trials")}
+    assert all(same_row(second[t["trial_id"]], t) for t in first)  # the first seed's rows are untouched
+    assert sorted(t["seed"] for t in second.values()) == [0] * 4 + [1] * 4
+    assert_exact_epochs(out, list(second.values()))
+
+    assert main(["status", str(out)]) == 0
+    status = capsys.readouterr().out
+    assert "8 finished" in status and "0 of 8 planned still to run" in status and "best by acc" in status
+
+
+def test_optuna_runs_n_distinct_trials_and_counts_finished_ones(ray_cluster, tmp_path):
+    raw = tiny_study("optuna", {"brb.alpha": {"uniform": [0.6, 0.95]}, "train.lr": {"loguniform": [1e-4, 3e-3]}},
+                     asha={"grace_period": 1, "reduction_factor": 2})
+    raw["search"].update(kind="optuna", n=3, seed=1)
+    out = tmp_path / "optuna"
+    assert run_study(parse_study(raw), out).launched == 3
+    raw["search"]["n"] = 4
+    assert run_study(parse_study(raw), out).launched == 1  # three done count toward n
+
+    trials = rows(out, "trials")
+    assert len(trials) == 4 and {t["status"] for t in trials} <= {"finished", "stopped"}
+    assert len({(t["brb.alpha"], t["train.lr"]) for t in trials}) == 4
+    assert all(0.6 <= t["brb.alpha"] <= 0.95 and 1e-4 <= t["train.lr"] <= 3e-3 for t in trials)
+    assert_exact_epochs(out, trials)
+
+
+def test_two_worker_ray_train_trial_lands_in_the_same_tables(ray_cluster, tmp_path):
+    raw = tiny_study("ddp", {}, resources={"cpu": 0.5, "workers": 2})
+    out = tmp_path / "ddp"
+    summary = run_study(parse_study(raw), out)
+    assert summary.counts == {"finished": 1}
+    (trial,) = rows(out, "trials")
+    assert trial["epochs_done"] == CLUSTER_EPOCHS and trial["error"] is None
+    assert_exact_epochs(out, [trial])
+    assert (out / "assignments" / f"{trial['trial_id']}.npz").exists()
+
+
+def test_killed_trial_process_resumes_from_its_checkpoint(ray_cluster, tmp_path):
+    raw = tiny_study("crash", {}, checkpoint_every=2)
+    raw["base"]["train"]["epochs"] = 4
+    out = tmp_path / "crash"
+    out.mkdir()
+    (out / MARKER).write_text("cluster 2")  # dies after epoch 2; the last checkpoint holds epochs 0-1
+    summary = run_study(parse_study(raw), out)
+    assert not (out / MARKER).exists()  # the crash happened
+    assert summary.counts == {"finished": 1}
+    (trial,) = rows(out, "trials")
+    assert trial["epochs_done"] == 4
+    assert_exact_epochs(out, [trial])
+    elapsed = {r["epoch"]: r["elapsed_s"] for r in rows(out, "epochs") if r["phase"] == "cluster"}
+    # Epochs 0-1 come from the first process; the retry restarted its clock and ran only epochs 2-3.
+    assert elapsed[2] < elapsed[1] and elapsed[2] < elapsed[3]
+
+
+def test_killed_driver_then_resume_gives_exact_rows(ray_cluster, tmp_path):
+    raw = tiny_study("killed", {"train.algorithm": ["dec", "idec", "dcn"]}, seeds=(0, 1))
+    raw["base"]["train"]["epochs"] = 6
+    path = tmp_path / "killed.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "killed"
+    driver = subprocess.Popen([sys.executable, "-m", "raydc.cli", "run", str(path), "--out", str(out),
+                               "--address", ray_cluster], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    deadline = time.monotonic() + 240
+    while not ((out / "trials.parquet").exists() and len(rows(out, "trials")) >= 2):
+        assert driver.poll() is None and time.monotonic() < deadline, "the driver ended before two trials finished"
+        time.sleep(0.2)
+    driver.kill()
+    driver.wait()
+    recorded = len(rows(out, "trials"))
+    assert recorded < 6, "every trial finished before the driver was killed"
+
+    assert main(["run", "--resume", "--out", str(out)]) == 0
+    trials = rows(out, "trials")
+    assert len(trials) == 6 and {t["status"] for t in trials} == {"finished"}
+    assert len(rows(out, "epochs")) == 6 * (PRETRAIN_EPOCHS + 6)
+    assert_exact_epochs(out, trials)
