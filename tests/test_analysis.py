@@ -11,6 +11,7 @@ import nbformat
 import numpy as np
 import pyarrow.compute as pc
 import pytest
+import yaml
 from nbclient import NotebookClient
 
 from raydc.cli import main
@@ -95,9 +96,25 @@ def study(tmp_path_factory) -> Path:
     return build_study(tmp_path_factory.mktemp("study"))
 
 
+@pytest.fixture(scope="module")
+def real_study(ray_cluster, tmp_path_factory) -> Path:
+    """A small real study run by `raydc run` on local Ray: 2 algorithms × {baseline, BRB α × T} × 2 seeds."""
+    root = tmp_path_factory.mktemp("real")
+    spec = {"name": "analysis-real", "dataset": "digits",
+            "base": {"net": {"hidden": [64, 32]}, "pretrain": {"epochs": 3}, "train": {"epochs": 4},
+                     "brb": {"interval": 2, "subsample": 500}, "eval": {"subsample": 200}},
+            "search": {"kind": "grid", "seeds": [0, 1],
+                       "space": {"train.algorithm": ["dec", "dcn"], "brb.mode": ["baseline", "brb"],
+                                 "brb.alpha": [0.7, 0.9], "brb.interval": [2, 3]}}}
+    (root / "study.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["run", str(root / "study.yaml"), "--out", str(root / "out"), "--address", ray_cluster]) == 0
+    return root / "out"
+
+
+@pytest.mark.ray
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_executes_headlessly(name, study, monkeypatch):
-    monkeypatch.setenv("RAYDC_STUDY_DIR", str(study))
+def test_notebook_executes_headlessly(name, real_study, monkeypatch):
+    monkeypatch.setenv("RAYDC_STUDY_DIR", str(real_study))
     notebook = nbformat.read(ANALYSIS / f"{name}.ipynb", as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(ANALYSIS)}}).execute()
@@ -131,3 +148,13 @@ def test_report_skips_what_a_study_lacks(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "skipped ablation tables and bars: an ablation needs baseline trials" in printed
     assert (tmp_path / "out" / "sensitivity_alpha_T_optdigits.png").stat().st_size > 10_000
+
+
+@pytest.mark.ray
+def test_report_and_select_on_a_real_study(real_study, tmp_path, capsys):
+    out = tmp_path / "figures"
+    assert main(["report", str(real_study), "--out", str(out)]) == 0
+    pngs = list(out.glob("*.png"))
+    assert pngs and all(p.stat().st_size > 10_000 for p in pngs)
+    assert main(["select", str(real_study)]) == 0
+    assert (real_study / "selection.parquet").exists() and "regret" in capsys.readouterr().out.lower()
