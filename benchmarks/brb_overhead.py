@@ -18,7 +18,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from epoch_time import synthetic_mnist, time_trial
+from epoch_time import synthetic_mnist, time_trial, timing_parser
 
 from raydc.clustering.kmeans import recluster
 from raydc.config import make_config
@@ -59,15 +59,7 @@ def step_parts(algorithm: str, args: argparse.Namespace, data, device: torch.dev
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=70_000)
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs (and BRB steps) per algorithm")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--interval", type=int, default=20)
-    parser.add_argument("--subsample", type=int, default=10_000)
-    parser.add_argument("--eval-subsample", type=int, default=2_000)
-    parser.add_argument("--algorithms", nargs="+", default=["dec", "idec", "dcn"])
-    parser.add_argument("--device", default="auto")
+    parser = timing_parser(__doc__)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     args = parser.parse_args()
     if args.threads:

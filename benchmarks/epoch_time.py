@@ -54,17 +54,22 @@ def time_trial(algorithm: str, args: argparse.Namespace, data) -> tuple[float, f
     return statistics.median(epoch_times), statistics.median(step_times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def timing_parser(doc: str) -> argparse.ArgumentParser:
+    """Options shared by the epoch-time benchmarks: data size, batch, BRB interval and subsample, device."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=70_000)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs (and BRB steps) per algorithm")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--interval", type=int, default=20)
     parser.add_argument("--subsample", type=int, default=10_000)
     parser.add_argument("--eval-subsample", type=int, default=2_000)
     parser.add_argument("--algorithms", nargs="+", default=["dec", "idec", "dcn"])
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = timing_parser(__doc__).parse_args()
     data = synthetic_mnist(args.n)
     name = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "cpu"
     print(f"device {name}, torch {torch.__version__}, n {args.n}, batch {args.batch_size}, augmentation on, "
