@@ -50,8 +50,12 @@ def main() -> None:
     args = parser.parse_args()
     jobs = [(a, m, s, args) for a, m, s in itertools.product(args.algorithms, ["baseline", "brb"], args.seeds)]
     started = time.perf_counter()
+    results = []
     with mp.get_context("spawn").Pool(args.jobs) as pool:
-        results = pool.map(run_one, jobs)
+        for algorithm, mode, seed, final, secs in pool.imap_unordered(run_one, jobs):
+            results.append((algorithm, mode, seed, final, secs))  # printed as they finish: a cut run keeps them
+            print(f"{algorithm}+{mode} seed {seed}: acc {final.get('acc', float('nan')):.4f} "
+                  f"k-means acc {final.get('kmeans_acc', float('nan')):.4f} ({secs:.0f}s)", flush=True)
     wall = time.perf_counter() - started
     import torch
 

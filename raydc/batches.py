@@ -11,8 +11,9 @@ AUGMENT_CHUNK = 16_384  # samples augmented per launch group: few large kernels 
 
 
 def epoch_batches(x: torch.Tensor, batch_size: int, generator: torch.Generator,
-                  augmenter: Augmenter | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """Yield (batch, augmented batch or None) over a random permutation of x.
+                  augmenter: Augmenter | None = None
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Yield (sample indices, batch, augmented batch or None) over a random permutation of x.
 
     The permuted data and its augmentation are built once per epoch, so every step only slices
     contiguous views; per-sample augmentation parameters are independent, as with per-batch calls.
@@ -24,4 +25,4 @@ def epoch_batches(x: torch.Tensor, batch_size: int, generator: torch.Generator,
         augmented = torch.cat([augmenter(chunk, generator) for chunk in shuffled.split(AUGMENT_CHUNK)])
     for start in range(0, len(x), batch_size):
         stop = start + batch_size
-        yield shuffled[start:stop], (augmented[start:stop] if augmented is not None else None)
+        yield order[start:stop], shuffled[start:stop], (augmented[start:stop] if augmented is not None else None)

@@ -55,7 +55,7 @@ def train_autoencoder(net: torch.nn.Module, data: Dataset, config: TrialConfig, 
     losses = []
     for epoch in range(cfg.epochs):
         total = torch.zeros((), device=device)
-        for x, x_aug in epoch_batches(data.x, cfg.batch_size, generator, augmenter if cfg.augment else None):
+        for _, x, x_aug in epoch_batches(data.x, cfg.batch_size, generator, augmenter if cfg.augment else None):
             x = x if x_aug is None else x_aug
             loss = reconstruction_loss(x, net.decode(net.encode(x)))
             optimizer.zero_grad(set_to_none=True)

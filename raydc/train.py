@@ -14,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 from raydc import metrics
 from raydc.checkpoint import atomic_save, load
 from raydc.clustering import CentroidModel
-from raydc.clustering.kmeans import kmeans, recluster
+from raydc.clustering.kmeans import kmeans, nearest, recluster
 from raydc.config import RECLUSTERING_MODES, TrialConfig, flatten, make_config
 from raydc.errors import TrialDiverged
 from raydc.data import Dataset, load_dataset, make_augmenter
@@ -78,17 +78,19 @@ class Trial:
         """k-means on the embedding of the whole dataset gives the initial centroids."""
         z = embed(self.net, self.data.x)
         centers, labels = kmeans(z, self.data.n_clusters, self.generator, n_init=INIT_KMEANS_RESTARTS)
-        self._build_model(centers)
+        self._build_model(centers, labels)
         self.prev_labels = labels
 
-    def _build_model(self, centers: torch.Tensor) -> None:
+    def _build_model(self, centers: torch.Tensor, assignments: torch.Tensor) -> None:
         cfg = self.config.train
-        self.model = CentroidModel(self.net, centers, cfg.algorithm, cfg.effective_cluster_weight).to(self.device)
+        self.model = CentroidModel(self.net, centers, assignments, cfg.algorithm,
+                                   cfg.effective_cluster_weight).to(self.device)
         self.optimizer = make_adam(self.model.parameters(), cfg.lr)
         # Under torch.distributed (e.g. a Ray Train worker) gradients are averaged across the data shards.
         # DEC never runs the decoder, so DDP must not wait for its gradients.
+        # Every worker updates DCN's centres and assignments from the whole batch, so buffers stay in step.
         unused = not self.model.uses_reconstruction
-        self.step_model = (DistributedDataParallel(self.model, find_unused_parameters=unused)
+        self.step_model = (DistributedDataParallel(self.model, find_unused_parameters=unused, broadcast_buffers=False)
                            if _distributed() else self.model)
 
     # --- BRB and its ablations ---------------------------------------------------------------
@@ -117,7 +119,8 @@ class Trial:
                 noise = noise / noise.norm(dim=1, keepdim=True).clamp_min(1e-12) * z.norm(dim=1, keepdim=True)
                 z = z + brb.noise_beta * noise
             centers, _ = recluster(z, k, brb.recluster, self.generator)
-        self.model.set_centers(centers)
+        # Every sample is reassigned to the new centroids (DCN's loss uses these assignments).
+        self.model.set_centers(centers, nearest(embed(self.net, self.data.x), centers))
         if brb.reset_momentum and self.model.learnable_centers:
             reset_momentum(self.optimizer, [self.model.centers])
 
@@ -132,16 +135,18 @@ class Trial:
         self.model.train()
         rank, world = _rank_and_world()
         augmenter = self.augmenter if cfg.augment else None
-        for x, x_aug in epoch_batches(self.data.x, cfg.batch_size, self.generator, augmenter):
+        for index, batch, batch_aug in epoch_batches(self.data.x, cfg.batch_size, self.generator, augmenter):
+            x, x_aug, shard = batch, batch_aug, index
             if world > 1:  # every worker draws the same batch and augmentation, then keeps its shard
-                x, x_aug = x[rank::world], (x_aug[rank::world] if x_aug is not None else None)
-            terms = self.step_model(x, x_aug)
+                x, shard = batch[rank::world], index[rank::world]
+                x_aug = batch_aug[rank::world] if batch_aug is not None else None
+            terms = self.step_model(x, x_aug, shard)
             self.optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
-            self.model.after_step(x)
+            self.model.after_step(batch, index)
             for name, value in terms.items():  # accumulate on the device: no host sync per step
                 totals[name] = totals.get(name, 0.0) + value.detach() * len(x)
         if world > 1:
@@ -178,7 +183,7 @@ class Trial:
                 "generator": self.generator.get_state(), "prev_labels": self.prev_labels}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._build_model(state["model"]["centers"])
+        self._build_model(state["model"]["centers"], state["model"]["assignments"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"].cpu())

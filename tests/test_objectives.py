@@ -37,13 +37,16 @@ def test_dec_loss_is_kl_and_augmented_form_averages_views():
     assert torch.allclose(dec_cluster_loss(z, mu, z_aug), expected)
 
 
-def test_dcn_loss_uses_assignment_of_original_view():
+def test_dcn_loss_uses_the_stored_assignment_for_both_views():
     z = torch.tensor([[0.0, 0.0], [3.0, 0.0]])
     mu = torch.tensor([[1.0, 0.0], [4.0, 0.0]])
-    assert torch.allclose(dcn_cluster_loss(z, mu), torch.tensor(0.5 * (1 + 1) / 2))
+    labels = torch.tensor([0, 1])
+    assert torch.allclose(dcn_cluster_loss(z, mu, labels), torch.tensor(0.5 * (1 + 1) / 2))
     z_aug = torch.tensor([[5.0, 0.0], [3.0, 0.0]])  # augmented view of sample 0 lies near centre 1
-    # eq 17: 1/4 (|z-mu_h|^2 + |z_aug-mu_h|^2), h from the original view -> (1+16) and (1+1)
-    assert torch.allclose(dcn_cluster_loss(z, mu, z_aug), torch.tensor((1 + 16 + 1 + 1) / 4 / 2))
+    # eq 17: 1/4 (|z-mu_h|^2 + |z_aug-mu_h|^2) with h the sample's assignment -> (1+16) and (1+1)
+    assert torch.allclose(dcn_cluster_loss(z, mu, labels, z_aug), torch.tensor((1 + 16 + 1 + 1) / 4 / 2))
+    # a stale assignment is used as given, not recomputed from the current embedding
+    assert torch.allclose(dcn_cluster_loss(z, mu, torch.tensor([1, 1])), torch.tensor(0.5 * (16 + 1) / 2))
 
 
 def test_dcn_center_update_equals_sequential_eq7():
@@ -56,6 +59,6 @@ def test_dcn_center_update_equals_sequential_eq7():
     for zi, j in zip(z, labels):  # eq 7, one sample at a time
         seq_n[j] += 1
         seq_c[j] -= (seq_c[j] - zi) / seq_n[j]
-    dcn_update_centers(centers, counts, z)
+    dcn_update_centers(centers, counts, z, labels)
     assert torch.allclose(centers, seq_c, atol=1e-6)
     assert torch.equal(counts, seq_n)

@@ -78,6 +78,8 @@ def test_brb_step_refits_centroids_and_zeroes_momentum(algorithm, digits, cache)
         assert state["exp_avg"].abs().sum() == 0 and state["exp_avg_sq"].abs().sum() == 0
     else:
         assert torch.all(trial.model.counts == 100)  # DCN's running counts restart with the new centres
+        from raydc.train import embed
+        assert torch.equal(trial.model.assignments, trial.model.predict(embed(trial.net, digits.x)))
 
 
 def test_momentum_kept_when_disabled(digits, cache):

@@ -18,9 +18,11 @@ DCN_PRIOR_COUNT = 100.0
 
 
 class CentroidModel(nn.Module):
-    """A network plus k centroids: learnable for DEC/IDEC, running means with counts for DCN."""
+    """A network, k centroids (learnable for DEC/IDEC, running means with counts for DCN) and the hard
+    assignment S_t of every sample, which DCN's loss uses and refreshes for each sample it visits."""
 
-    def __init__(self, net: nn.Module, centers: torch.Tensor, algorithm: str, cluster_weight: float):
+    def __init__(self, net: nn.Module, centers: torch.Tensor, assignments: torch.Tensor, algorithm: str,
+                 cluster_weight: float):
         super().__init__()
         self.net = net
         self.algorithm = algorithm
@@ -30,6 +32,7 @@ class CentroidModel(nn.Module):
         else:
             self.centers = nn.Parameter(centers.clone())
         self.register_buffer("counts", torch.full((len(centers),), DCN_PRIOR_COUNT, device=centers.device))
+        self.register_buffer("assignments", assignments.clone())
 
     @property
     def uses_reconstruction(self) -> bool:
@@ -39,22 +42,25 @@ class CentroidModel(nn.Module):
     def learnable_centers(self) -> bool:
         return isinstance(self.centers, nn.Parameter)
 
-    def set_centers(self, centers: torch.Tensor) -> None:
-        """Replace the centroids after (re)clustering; DCN's running counts start again."""
+    def set_centers(self, centers: torch.Tensor, assignments: torch.Tensor) -> None:
+        """Replace the centroids and assignments after (re)clustering; DCN's running counts start again."""
         with torch.no_grad():
             self.centers.copy_(centers)
+            self.assignments.copy_(assignments)
             self.counts.fill_(DCN_PRIOR_COUNT)
 
     def predict(self, z: torch.Tensor) -> torch.Tensor:
         """Nearest centroid; for DEC/IDEC this is also argmax of the Student-t q."""
         return squared_distances(z, self.centers.detach()).argmin(1)
 
-    def forward(self, x: torch.Tensor, x_aug: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """Loss terms of one minibatch; 'loss' is the weighted total that is optimised."""
+    def forward(self, x: torch.Tensor, x_aug: torch.Tensor | None, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss terms of the minibatch x (samples `index`); 'loss' is the weighted total that is optimised."""
         z = self.net.encode(x)
         z_aug = self.net.encode(x_aug) if x_aug is not None else None
-        cluster_fn = dcn_cluster_loss if self.algorithm == "dcn" else dec_cluster_loss
-        cluster = cluster_fn(z, self.centers, z_aug)
+        if self.algorithm == "dcn":
+            cluster = dcn_cluster_loss(z, self.centers, self.assignments[index], z_aug)
+        else:
+            cluster = dec_cluster_loss(z, self.centers, z_aug)
         terms = {"loss_cluster": cluster}
         if self.uses_reconstruction:
             rec = reconstruction_loss(x, self.net.decode(z))
@@ -67,7 +73,10 @@ class CentroidModel(nn.Module):
         return terms
 
     @torch.no_grad()
-    def after_step(self, x: torch.Tensor) -> None:
-        """DCN moves its centres towards the re-embedded batch (eq 7); DEC/IDEC rely on the optimizer."""
+    def after_step(self, x: torch.Tensor, index: torch.Tensor) -> None:
+        """DCN reassigns the re-embedded batch and moves its centres (eq 7); DEC/IDEC rely on the optimizer."""
         if self.algorithm == "dcn":
-            dcn_update_centers(self.centers, self.counts, self.net.encode(x))
+            z = self.net.encode(x)
+            labels = self.predict(z)
+            self.assignments[index] = labels
+            dcn_update_centers(self.centers, self.counts, z, labels)

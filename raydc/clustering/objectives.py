@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 
 
 def squared_distances(z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
@@ -37,27 +36,24 @@ def dec_cluster_loss(z: torch.Tensor, centers: torch.Tensor, z_aug: torch.Tensor
     return 0.5 * (kl_to_targets(p, q) + kl_to_targets(p, student_t_q(z_aug, centers)))
 
 
-def dcn_cluster_loss(z: torch.Tensor, centers: torch.Tensor, z_aug: torch.Tensor | None = None) -> torch.Tensor:
-    """Eq 6, or eq 17 with an augmented view; assignments h(z_i) come from the original view."""
-    assigned = centers[squared_distances(z.detach(), centers).argmin(1)]
+def dcn_cluster_loss(z: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor,
+                     z_aug: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq 6, or eq 17 with an augmented view; h(z_i) = `labels`, the samples' current assignments S_t."""
+    assigned = centers[labels]
     loss = 0.5 * (z - assigned).pow(2).sum(1).mean()
     if z_aug is None:
         return loss
     return 0.5 * (loss + 0.5 * (z_aug - assigned).pow(2).sum(1).mean())
 
 
-def dcn_update_centers(centers: torch.Tensor, counts: torch.Tensor, z: torch.Tensor) -> None:
+def dcn_update_centers(centers: torch.Tensor, counts: torch.Tensor, z: torch.Tensor, labels: torch.Tensor) -> None:
     """Eq 7 in place: μ_j ← μ_j − (μ_j − z_i)/c_j applied for each sample in turn.
 
     Applying the running-mean update sample by sample equals one batched step
     μ_j ← (c_j μ_j + Σ_{i∈j} z_i) / (c_j + m_j), so no Python loop is needed.
     """
-    labels = squared_distances(z, centers).argmin(1)
     added = torch.zeros_like(counts).index_add_(0, labels, torch.ones_like(labels, dtype=counts.dtype))
     sums = torch.zeros_like(centers).index_add_(0, labels, z)
-    if dist.is_available() and dist.is_initialized():  # data-parallel workers pool their shards' updates
-        dist.all_reduce(added)
-        dist.all_reduce(sums)
     new_counts = counts + added
     centers.mul_(counts.unsqueeze(1)).add_(sums).div_(new_counts.unsqueeze(1))
     counts.copy_(new_counts)
