@@ -4,14 +4,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from raydc.clustering.kmeans import nearest
 from raydc.clustering.objectives import (
     dcn_cluster_loss,
     dcn_update_centers,
     dec_cluster_loss,
     reconstruction_loss,
-    squared_distances,
 )
-
 
 # Prior count of every DCN centre, from the original DCN code (also ClustPy's): early updates move centres by ~1%.
 DCN_PRIOR_COUNT = 100.0
@@ -51,7 +50,7 @@ class CentroidModel(nn.Module):
 
     def predict(self, z: torch.Tensor) -> torch.Tensor:
         """Nearest centroid; for DEC/IDEC this is also argmax of the Student-t q."""
-        return squared_distances(z, self.centers.detach()).argmin(1)
+        return nearest(z, self.centers.detach())
 
     def forward(self, x: torch.Tensor, x_aug: torch.Tensor | None, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """Loss terms of the minibatch x (samples `index`); 'loss' is the weighted total that is optimised."""

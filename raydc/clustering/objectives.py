@@ -3,16 +3,12 @@ from __future__ import annotations
 
 import torch
 
-
-def squared_distances(z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """(n, k) squared Euclidean distances, expanded form clamped at zero."""
-    d = z.pow(2).sum(1, keepdim=True) - 2.0 * z @ centers.T + centers.pow(2).sum(1)
-    return d.clamp_min_(0.0) if not d.requires_grad else d.clamp_min(0.0)
+from raydc.clustering.kmeans import sq_distances
 
 
 def student_t_q(z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     """Eq 3: soft assignments under a Student-t kernel with one degree of freedom."""
-    kernel = 1.0 / (1.0 + squared_distances(z, centers))
+    kernel = 1.0 / (1.0 + sq_distances(z, centers))
     return kernel / kernel.sum(1, keepdim=True)
 
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 
-def _mlp(widths: list[int]) -> nn.Sequential:
+def mlp(widths: list[int]) -> nn.Sequential:
     """Linear layers with ReLU between them and none after the last (the embedding / output layer)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
@@ -18,8 +18,8 @@ def _mlp(widths: list[int]) -> nn.Sequential:
 class FeedForwardAE(nn.Module):
     def __init__(self, input_dim: int, hidden: list[int], embedding_dim: int):
         super().__init__()
-        self.encoder = _mlp([input_dim, *hidden, embedding_dim])
-        self.decoder = _mlp([embedding_dim, *reversed(hidden), input_dim])
+        self.encoder = mlp([input_dim, *hidden, embedding_dim])
+        self.decoder = mlp([embedding_dim, *reversed(hidden), input_dim])
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x.flatten(1))

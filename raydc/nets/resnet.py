@@ -5,7 +5,7 @@ import torch
 import torchvision
 from torch import nn
 
-from raydc.nets.autoencoder import _mlp
+from raydc.nets.autoencoder import mlp
 
 
 class ResNetEncoder(nn.Module):
@@ -18,7 +18,7 @@ class ResNetEncoder(nn.Module):
         backbone.maxpool = nn.Identity()
         backbone.fc = nn.Identity()
         self.backbone = backbone
-        self.head = _mlp([512, *head_hidden, embedding_dim])
+        self.head = mlp([512, *head_hidden, embedding_dim])
         self.projector = nn.Sequential(nn.Linear(512, projector_width), nn.ReLU(), nn.Linear(projector_width, projector_dim))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
