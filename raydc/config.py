@@ -1,18 +1,23 @@
 """Typed trial configuration; defaults are the BRB paper's Table 5 (grayscale, autoencoder)."""
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Algorithm = Literal["dec", "idec", "dcn"]
+Algorithm = Literal["dec", "idec", "dcn", "lfss"]
 BRBMode = Literal[
     "baseline", "recluster", "reset", "brb", "disentangled", "embedding_noise", "perturb_only", "scaled_gaussian"
 ]
 ReclusterMethod = Literal["kmeans", "kmeans++", "kmedoids", "em", "random"]
+ReSLStrategy = Literal["none", "sp", "sp_star", "ht"]
 
-# Cluster-loss weights of Table 5: DEC trains on the clustering loss alone.
-DEFAULT_CLUSTER_WEIGHT = {"dec": 1.0, "idec": 0.1, "dcn": 0.025}
+# Cluster-loss weights of Table 5: DEC trains on the clustering loss alone; LFSS weighs its terms with lfss.weight.
+DEFAULT_CLUSTER_WEIGHT = {"dec": 1.0, "idec": 0.1, "dcn": 0.025, "lfss": 1.0}
+# Contrastive setting (Table 7): clustering learning rates and cluster-loss weights per algorithm.
+CONTRASTIVE_LR = {"dec": 1e-3, "idec": 3e-3, "dcn": 1e-2, "lfss": 1e-3}
+CONTRASTIVE_CLUSTER_WEIGHT = {"idec": 1.0, "dcn": 1e-4}
 # Modes whose periodic step touches the network weights.
 RESETTING_MODES = {"reset", "brb", "disentangled", "perturb_only", "scaled_gaussian"}
 # Modes whose periodic step replaces the centroids.
@@ -49,8 +54,10 @@ class DataConfig(_Group):
 
 class NetConfig(_Group):
     arch: Literal["mlp", "resnet18"] = "mlp"
-    hidden: list[int] = Field(default_factory=lambda: [1024, 512, 256])
+    hidden: list[int] = Field(default_factory=lambda: [1024, 512, 256])  # resnet18: the head after the 512 features
     embedding_dim: int | None = Field(default=None, ge=1)  # None = number of clusters
+    projector_width: int = Field(default=2048, ge=1)  # SimCLR projector (resnet18 only), depth 1
+    projector_dim: int = Field(default=128, ge=1)
 
     @field_validator("hidden")
     @classmethod
@@ -65,6 +72,14 @@ class PretrainConfig(_Group):
     lr: float = Field(default=1e-3, gt=0)
     batch_size: int = Field(default=256, ge=1)
     augment: bool = False
+    weight_decay: float = Field(default=0.0, ge=0)
+
+
+class ContrastiveConfig(_Group):
+    """SimCLR's InfoNCE, the auxiliary task of resnet18 trials (pretraining and clustering)."""
+
+    temperature: float = Field(default=0.5, gt=0)
+    reset_projector: bool = True  # App. E: the projector is reset with each BRB weight reset
 
 
 class TrainConfig(_Group):
@@ -87,11 +102,47 @@ class BRBConfig(_Group):
     interval: int = Field(default=20, gt=0)
     layers: list[str] = Field(default_factory=lambda: ["encoder"])
     reset_embedding: bool = False
+    block_alpha: float | None = Field(default=None, ge=0.0, le=1.0)  # α of ResNet block 4; None = alpha
     block_alpha_step: float = Field(default=0.0, ge=0.0, le=1.0)  # α grows by this per ResNet block below block 4
     recluster: ReclusterMethod = "kmeans"
     subsample: int = Field(default=10_000, ge=1)
     reset_momentum: bool = True
     noise_beta: float = Field(default=0.3, gt=0)  # eq 18
+
+
+class SelfLabelConfig(_Group):
+    """Self-labeling after clustering (SCAN; BRB App. E.1): a head warm-up on the clustering labels, then
+    confidence-thresholded cross-entropy on strongly augmented views."""
+
+    epochs: int = Field(default=0, ge=0)  # 0 = no self-labeling stage
+    warmup_epochs: int = Field(default=20, ge=0)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    batch_size: int = Field(default=1000, ge=1)
+    threshold: float = Field(default=0.99, gt=0, lt=1)
+    balance: bool = True
+
+
+class ReSLConfig(_Group):
+    """Resets during self-labeling; alpha is retention (θ ← αθ + (1−α)φ) as in BRB's eq 1."""
+
+    strategy: ReSLStrategy = "none"
+    alpha: float = Field(default=0.8, ge=0.0, le=1.0)
+    interval: int = Field(default=20, gt=0)  # R, in self-labeling epochs
+    momentum: float = Field(default=0.995, ge=0.0, lt=1.0)  # μ of the hare & tortoise EMA
+    ema_update: Literal["step", "epoch"] = "step"
+
+
+class LFSSConfig(_Group):
+    """Learning from sample stability (train.algorithm: lfss), defaults of its section 5.2 and App. D."""
+
+    warmup_epochs: int = Field(default=200, ge=0)  # η: epochs before the cluster-level loss starts
+    unstable_ratio: float = Field(default=0.1, ge=0.0, lt=1.0)  # δ
+    noise: float = Field(default=0.001, ge=0.0)  # σ
+    weight: float = Field(default=0.1, ge=0.0)  # λ
+    target_momentum: float = Field(default=0.99, ge=0.0, le=1.0)
+    temperature: float = Field(default=0.5, gt=0)
+    predictor_hidden: int = Field(default=512, ge=1)
 
 
 class EvalConfig(_Group):
@@ -109,7 +160,24 @@ class TrialConfig(_Group):
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     brb: BRBConfig = Field(default_factory=BRBConfig)
+    contrastive: ContrastiveConfig = Field(default_factory=ContrastiveConfig)
+    selflabel: SelfLabelConfig = Field(default_factory=SelfLabelConfig)
+    resl: ReSLConfig = Field(default_factory=ReSLConfig)
+    lfss: LFSSConfig = Field(default_factory=LFSSConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _setting_defaults(cls, values: Any) -> Any:
+        """Fields the user left out take the defaults of their setting (Table 7 for resnet18, LFSS's own)."""
+        if not isinstance(values, dict):
+            return values
+        defaults = setting_defaults(_get(values, "net.arch", "mlp"), _get(values, "train.algorithm", "dec"))
+        values = copy.deepcopy(values)
+        for key, value in defaults.items():
+            if _get(values, key, _MISSING) is _MISSING:
+                set_dotted(values, key, value)
+        return values
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrialConfig":
@@ -118,10 +186,51 @@ class TrialConfig(_Group):
             if name not in groups:
                 raise ValueError(f"brb.layers: unknown layer group {name!r} for net.arch={self.net.arch}; "
                                  f"valid: {', '.join(groups)}")
-        if self.net.arch == "resnet18":
-            raise ValueError("net.arch: resnet18 trains only with the contrastive objective, "
-                             "which this engine does not run yet; use mlp")
+        contrastive = self.net.arch == "resnet18" or self.train.algorithm == "lfss"
+        if contrastive and not self.train.augment:
+            raise ValueError("train.augment: resnet18 and lfss trials learn from two augmented views; set it true")
+        if self.train.algorithm == "lfss" and self.brb.mode in RECLUSTERING_MODES:
+            raise ValueError(f"brb.mode: lfss runs k-means every epoch, so {self.brb.mode!r} has nothing to "
+                             "recluster; use baseline or reset")
+        if self.net.arch == "resnet18" and self.pretrain.epochs > 0 and not self.pretrain.augment:
+            raise ValueError("pretrain.augment: SimCLR pretraining learns from two augmented views; set it true")
+        if self.resl.strategy != "none" and self.selflabel.epochs == 0:
+            raise ValueError("resl.strategy: resets during self-labeling need selflabel.epochs > 0")
         return self
+
+
+_MISSING = object()
+
+
+def setting_defaults(arch: str, algorithm: str) -> dict[str, Any]:
+    """Dotted defaults that differ from the grayscale autoencoder setting of Table 5."""
+    defaults: dict[str, Any] = {}
+    if arch == "resnet18":  # Table 7 and SCAN's self-labeling config
+        defaults.update({
+            "net.hidden": [512, 256], "net.embedding_dim": 128,
+            "pretrain.epochs": 1000, "pretrain.lr": 3e-3, "pretrain.batch_size": 512, "pretrain.augment": True,
+            "pretrain.weight_decay": 1e-4,
+            "train.epochs": 1000, "train.batch_size": 512, "train.lr": CONTRASTIVE_LR.get(algorithm, 1e-3),
+            "train.grad_clip": 500.0,
+            "brb.alpha": 0.7, "brb.block_alpha": 0.9, "brb.interval": 10, "brb.layers": ["encoder", "block4"],
+            "selflabel.epochs": 200,
+        })
+        if algorithm in CONTRASTIVE_CLUSTER_WEIGHT:
+            defaults["train.cluster_weight"] = CONTRASTIVE_CLUSTER_WEIGHT[algorithm]
+    if algorithm == "lfss":  # LFSS trains from scratch and reclusters by itself
+        defaults.update({"brb.mode": "baseline", "pretrain.epochs": 0})
+    return defaults
+
+
+def _get(values: dict[str, Any], key: str, default: Any) -> Any:
+    node: Any = values
+    for part in key.split("."):
+        if isinstance(node, BaseModel):
+            node = node.model_dump()
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
 
 
 def _error_from(exc: ValidationError) -> ConfigError:

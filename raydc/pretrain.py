@@ -1,4 +1,5 @@
-"""Autoencoder pretraining, cached by content so every trial with the same inputs reuses one result."""
+"""Pretraining (autoencoder reconstruction, or SimCLR for contrastive networks), cached by content so every
+trial with the same inputs reuses one result."""
 from __future__ import annotations
 
 import fcntl
@@ -14,6 +15,7 @@ import torch
 from raydc.batches import epoch_batches
 from raydc.checkpoint import atomic_save, load
 from raydc.clustering.objectives import reconstruction_loss
+from raydc.contrastive.simclr import info_nce
 from raydc.config import TrialConfig
 from raydc.data import Augmenter, Dataset
 from raydc.errors import TrialDiverged
@@ -25,6 +27,8 @@ def pretrain_key(config: TrialConfig) -> str:
     """Content address of a pretraining result: dataset, architecture, pretrain settings and seed."""
     spec = {"data": config.data.name, "net": config.net.model_dump(), "pretrain": config.pretrain.model_dump(),
             "seed": config.seed, "format": 1}
+    if config.net.arch != "mlp":
+        spec["contrastive"] = config.contrastive.temperature
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -40,31 +44,56 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def make_adam(params, lr: float) -> torch.optim.Adam:
-    """Adam (β 0.9/0.999, no weight decay); the fused kernel updates every tensor in one pass (CPU and CUDA)."""
-    return torch.optim.Adam(params, lr=lr, fused=True)
+def make_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam (β 0.9/0.999); the fused kernel updates every tensor in one pass (CPU and CUDA)."""
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
-def train_autoencoder(net: torch.nn.Module, data: Dataset, config: TrialConfig, augmenter: Augmenter | None,
-                      on_epoch: Callable[[int, float], None]) -> list[float]:
-    """Reconstruction pretraining; returns the mean loss of every epoch."""
+def is_contrastive(net: torch.nn.Module) -> bool:
+    """Networks with a projector learn by SimCLR; autoencoders by reconstruction."""
+    return hasattr(net, "project")
+
+
+def pretext_loss(net: torch.nn.Module, config: TrialConfig
+                 ) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    """The self-supervised loss of a batch and its augmented view (None when pretraining without augmentation)."""
+    if is_contrastive(net):
+        temperature = config.contrastive.temperature
+
+        def contrastive(x: torch.Tensor, x_aug: torch.Tensor | None) -> torch.Tensor:
+            a, b = net.project(torch.cat([x, x_aug])).chunk(2)  # one pass: BatchNorm sees both views
+            return info_nce(a, b, temperature)
+        return contrastive
+
+    def reconstruction(x: torch.Tensor, x_aug: torch.Tensor | None) -> torch.Tensor:
+        x = x if x_aug is None else x_aug
+        return reconstruction_loss(x, net.decode(net.encode(x)))
+    return reconstruction
+
+
+def train_pretext(net: torch.nn.Module, data: Dataset, config: TrialConfig, augmenter: Augmenter | None,
+                  on_epoch: Callable[[int, float], None]) -> list[float]:
+    """Self-supervised pretraining; returns the mean loss of every epoch."""
     cfg = config.pretrain
     device = data.x.device
     generator = torch.Generator(device=device).manual_seed(config.seed + PRETRAIN_SEED_OFFSET)
-    optimizer = make_adam(net.parameters(), cfg.lr)
+    optimizer = make_adam(net.parameters(), cfg.lr, cfg.weight_decay)
+    loss_of = pretext_loss(net, config)
+    two_views = is_contrastive(net)
+    net.train()
     losses = []
     for epoch in range(cfg.epochs):
         total = torch.zeros((), device=device)
-        for _, x, x_aug in epoch_batches(data.x, cfg.batch_size, generator, augmenter if cfg.augment else None):
-            x = x if x_aug is None else x_aug
-            loss = reconstruction_loss(x, net.decode(net.encode(x)))
+        for _, x, x_aug in epoch_batches(data.x, cfg.batch_size, generator, augmenter if cfg.augment else None,
+                                         augment_both=two_views):
+            loss = loss_of(x, x_aug)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.detach() * len(x)
         losses.append(float(total) / data.n)  # one host sync per epoch
         if not math.isfinite(losses[-1]):
-            raise TrialDiverged(f"non-finite reconstruction loss at pretraining epoch {epoch}")
+            raise TrialDiverged(f"non-finite pretraining loss at epoch {epoch}")
         on_epoch(epoch, losses[-1])
     return losses
 
@@ -73,7 +102,7 @@ def pretrained_state(net: torch.nn.Module, data: Dataset, config: TrialConfig, a
                      cache_dir: Path | None, on_epoch: Callable[[int, float], None]) -> tuple[list[float], bool]:
     """Load the network's pretrained weights from the cache or train and store them; returns (losses, was_cached)."""
     if cache_dir is None:
-        return train_autoencoder(net, data, config, augmenter, on_epoch), False
+        return train_pretext(net, data, config, augmenter, on_epoch), False
     key = pretrain_key(config)
     path = Path(cache_dir) / f"pretrain-{key}.pt"
     with _exclusive(Path(cache_dir) / f"pretrain-{key}.lock"):
@@ -84,6 +113,6 @@ def pretrained_state(net: torch.nn.Module, data: Dataset, config: TrialConfig, a
             for epoch, loss in enumerate(losses):
                 on_epoch(epoch, loss)
             return losses, True
-        losses = train_autoencoder(net, data, config, augmenter, on_epoch)
+        losses = train_pretext(net, data, config, augmenter, on_epoch)
         atomic_save({"net": net.state_dict(), "losses": torch.tensor(losses, dtype=torch.float64)}, path)
         return losses, False

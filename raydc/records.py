@@ -12,11 +12,14 @@ NAN = math.nan
 
 @dataclass
 class EpochRecord:
-    phase: str                      # "pretrain" or "cluster"
+    phase: str                      # "pretrain", "cluster", "selflabel_warmup" or "selflabel"
     epoch: int                      # 0-based within the phase
     loss: float = NAN               # weighted total that was optimised
     loss_cluster: float = NAN
     loss_reconstruction: float = NAN
+    loss_contrastive: float = NAN   # SimCLR InfoNCE (resnet18 trials)
+    loss_selfdistill: float = NAN   # LFSS eq 9
+    loss_instance: float = NAN      # LFSS eq 4
     acc: float = NAN                # Hungarian clustering accuracy, [0, 1]
     nmi: float = NAN
     ari: float = NAN
@@ -25,6 +28,19 @@ class EpochRecord:
     cl_change: float = NAN          # (1 − NMI(S_t, S_t−1)) · 100
     silhouette: float = NAN         # on predicted labels, fixed subsample
     ratio_share: float = NAN        # share of samples with d1/d2 > threshold (Fig 7)
+    confident_fraction: float = NAN  # self-labeling: share of samples above the confidence threshold
+    nmi_match: float = NAN          # self-labeling: NMI of pseudo-labels and classes on the confident set
+    stability_mean: float = NAN     # LFSS: cosine of each sample's representation in consecutive epochs
+    stability_d1: float = NAN       # deciles of that stability
+    stability_d2: float = NAN
+    stability_d3: float = NAN
+    stability_d4: float = NAN
+    stability_d5: float = NAN
+    stability_d6: float = NAN
+    stability_d7: float = NAN
+    stability_d8: float = NAN
+    stability_d9: float = NAN
+    stability_bin_change: float = NAN  # share of samples whose stability decile changed since the last epoch
     reset_applied: bool = False     # a BRB step (or its ablation) ran before this epoch
     reset_time_s: float = 0.0
     time_s: float = 0.0             # wall time of this epoch including evaluation
@@ -50,6 +66,7 @@ class TrialRecord:
     wall_time_s: float = 0.0
     pretrain_time_s: float = 0.0
     cluster_time_s: float = 0.0
+    selflabel_time_s: float = 0.0
     reset_time_s: float = 0.0
     pretrain_cached: bool = False
     device: str = "cpu"

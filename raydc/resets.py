@@ -52,16 +52,24 @@ def perturb(modules: list[nn.Module], alpha: float, generator: torch.Generator, 
 
 
 def reset_plan(net: nn.Module, config: TrialConfig) -> list[tuple[list[nn.Module], float]]:
-    """(modules, α) pairs for the configured layer groups; ResNet block i gets α + (5−i)·step, capped at 1."""
-    groups = net.layer_groups(include_embedding=config.brb.reset_embedding)
+    """(modules, α) pairs for the configured layer groups.
+
+    ResNet block i gets block_alpha + (4−i)·block_alpha_step, capped at 1 (block_alpha defaults to alpha);
+    a contrastive network's projector is reset with the MLP's α whenever weights are reset (App. E).
+    """
+    brb = config.brb
+    groups = net.layer_groups(include_embedding=brb.reset_embedding)
+    block_alpha = brb.alpha if brb.block_alpha is None else brb.block_alpha
     plan = []
-    for name in config.brb.layers:
-        alpha = config.brb.alpha
+    for name in brb.layers:
+        alpha = brb.alpha
         if name.startswith("block"):
-            alpha = min(1.0, alpha + (5 - int(name[-1])) * config.brb.block_alpha_step)
+            alpha = min(1.0, block_alpha + (4 - int(name[-1])) * brb.block_alpha_step)
         plan.append((groups[name], alpha))
-    if config.brb.reset_embedding and "encoder" not in config.brb.layers:
-        plan.append(([net.embedding_layer], config.brb.alpha))
+    if brb.reset_embedding and "encoder" not in brb.layers:
+        plan.append(([net.embedding_layer], brb.alpha))
+    if "projector" in groups and config.contrastive.reset_projector and "projector" not in brb.layers:
+        plan.append((groups["projector"], brb.alpha))
     return plan
 
 

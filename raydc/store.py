@@ -4,7 +4,7 @@
                        dotted column (brb.alpha, train.lr, ...), final metrics (acc, nmi, ari, intra_cd,
                        inter_cd, silhouette, ratio_share, loss, loss_reconstruction; kmeans_acc/nmi/ari of a
                        fresh k-means on the final embedding), epochs_done, timings
-                       (wall_time_s, pretrain_time_s, cluster_time_s, reset_time_s), pretrain_cached,
+                       (wall_time_s, pretrain_time_s, cluster_time_s, selflabel_time_s, reset_time_s), pretrain_cached,
                        resolved_device (where it ran; `device` is the requested one), version.* columns.
 <dir>/epochs.parquet   one row per (trial_id, phase, epoch): the EpochRecord fields (raydc.records).
 <dir>/assignments/<trial_id>.npz   final labels (int32) and embedding (float16) of every sample.
@@ -67,7 +67,8 @@ def trials_schema() -> pa.Schema:
     head = [pa.field("trial_id", pa.string()), pa.field("status", pa.string()), pa.field("error", pa.string())]
     finals = [pa.field(m, pa.float64()) for m in FINAL_METRICS + KMEANS_METRICS]
     tail = [pa.field("epochs_done", pa.int64())]
-    tail += [pa.field(t, pa.float64()) for t in ("wall_time_s", "pretrain_time_s", "cluster_time_s", "reset_time_s")]
+    tail += [pa.field(t, pa.float64()) for t in ("wall_time_s", "pretrain_time_s", "cluster_time_s", "selflabel_time_s",
+                                                   "reset_time_s")]
     tail += [pa.field("pretrain_cached", pa.bool_()), pa.field("resolved_device", pa.string())]
     tail += [pa.field(f"version.{k}", pa.string()) for k in VERSION_KEYS]
     return pa.schema(head + config_fields() + finals + tail)
@@ -80,8 +81,12 @@ def epochs_schema() -> pa.Schema:
 
 
 def trial_id(config: TrialConfig) -> str:
-    """Stable id of a configuration (seed included): the same config always maps to the same rows."""
-    payload = json.dumps(config.model_dump(exclude={"device", "checkpoint_every"}), sort_keys=True)
+    """Stable id of a configuration (seed included): the same config always maps to the same rows.
+
+    Fields at their default are left out, so adding a new setting never changes existing trials' ids.
+    """
+    payload = json.dumps(config.model_dump(exclude={"device", "checkpoint_every"}, exclude_defaults=True),
+                         sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -90,6 +95,7 @@ def trial_row(tid: str, record: TrialRecord) -> dict[str, Any]:
     row.update({m: record.final.get(m) for m in FINAL_METRICS + KMEANS_METRICS})
     row.update(epochs_done=record.epochs_done, wall_time_s=record.wall_time_s,
                pretrain_time_s=record.pretrain_time_s, cluster_time_s=record.cluster_time_s,
+               selflabel_time_s=record.selflabel_time_s,
                reset_time_s=record.reset_time_s, pretrain_cached=record.pretrain_cached,
                resolved_device=record.device)
     row.update({f"version.{k}": record.versions.get(k) for k in VERSION_KEYS})

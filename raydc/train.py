@@ -16,18 +16,21 @@ from raydc.checkpoint import atomic_save, load
 from raydc.clustering import CentroidModel
 from raydc.clustering.kmeans import kmeans, nearest, recluster
 from raydc.config import RECLUSTERING_MODES, TrialConfig, flatten, make_config
+from raydc.contrastive.lfss import LFSS
 from raydc.errors import TrialDiverged
-from raydc.data import Dataset, load_dataset, make_augmenter
+from raydc.data import Dataset, load_dataset, make_augmenter, make_strong_augmenter
 from raydc.nets import build_network
 from raydc.batches import epoch_batches
 from raydc.pretrain import make_adam, pretrained_state
 from raydc.records import FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 from raydc.resets import apply_plan, reset_momentum, reset_plan
+from raydc.selflabel import Classifier, SelfLabeling, make_strategy, nmi_match
 
 Report = Callable[[EpochRecord], None]
 CLUSTER_SEED_OFFSET = 2_000_003  # clustering draws from a stream independent of pretraining
 EMBED_CHUNK = 8192
 INIT_KMEANS_RESTARTS = 4
+HEAD_SEED_OFFSET = 3_000_017  # the self-labeling head's initialisation has its own stream
 
 
 def resolve_device(name: str) -> torch.device:
@@ -60,14 +63,18 @@ class Trial:
         self.data = data
         self.device = device
         torch.manual_seed(config.seed)  # identical initial weights on every device
-        embedding_dim = config.net.embedding_dim or data.n_clusters
-        self.net = build_network(config.net.arch, data.image_shape, config.net.hidden, embedding_dim).to(device)
+        self.embedding_dim = config.net.embedding_dim or data.n_clusters
+        self.net = build_network(config.net.arch, data.image_shape, config.net.hidden, self.embedding_dim,
+                                 projector_width=config.net.projector_width,
+                                 projector_dim=config.net.projector_dim).to(device)
         self.augmenter = make_augmenter(data)
         self.generator = torch.Generator(device=device).manual_seed(config.seed + CLUSTER_SEED_OFFSET)
         eval_gen = torch.Generator().manual_seed(config.seed)
         self.eval_index = torch.randperm(data.n, generator=eval_gen)[: config.eval.subsample].to(device)
         self.reset_plan = reset_plan(self.net, config)
-        self.model: CentroidModel | None = None
+        # Contrastive objectives learn from two augmented views; the others compare a sample with one view.
+        self.two_views = config.net.arch == "resnet18" or config.train.algorithm == "lfss"
+        self.model: CentroidModel | LFSS | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.step_model: torch.nn.Module | None = None
         self.prev_labels: torch.Tensor | None = None
@@ -75,23 +82,42 @@ class Trial:
 
     # --- setup -------------------------------------------------------------------------------
     def init_clustering(self) -> None:
-        """k-means on the embedding of the whole dataset gives the initial centroids."""
+        """k-means on the embedding of the whole dataset gives the initial centroids (LFSS clusters every epoch)."""
+        if self.config.train.algorithm == "lfss":
+            self._build_model()
+            return
         z = embed(self.net, self.data.x)
         centers, labels = kmeans(z, self.data.n_clusters, self.generator, n_init=INIT_KMEANS_RESTARTS)
         self._build_model(centers, labels)
         self.prev_labels = labels
 
-    def _build_model(self, centers: torch.Tensor, assignments: torch.Tensor) -> None:
+    def _build_model(self, centers: torch.Tensor | None = None, assignments: torch.Tensor | None = None) -> None:
         cfg = self.config.train
-        self.model = CentroidModel(self.net, centers, assignments, cfg.algorithm,
-                                   cfg.effective_cluster_weight).to(self.device)
-        self.optimizer = make_adam(self.model.parameters(), cfg.lr)
+        if cfg.algorithm == "lfss":
+            lfss = self.config.lfss
+            self.model = LFSS(self.net, self.data.n_clusters, temperature=lfss.temperature, noise=lfss.noise,
+                              weight=lfss.weight, unstable_ratio=lfss.unstable_ratio,
+                              warmup_epochs=lfss.warmup_epochs, target_momentum=lfss.target_momentum,
+                              predictor_hidden=lfss.predictor_hidden, generator=self.generator).to(self.device)
+        else:
+            self.model = CentroidModel(self.net, centers, assignments, cfg.algorithm, cfg.effective_cluster_weight,
+                                       self.config.contrastive.temperature).to(self.device)
+        self.optimizer = make_adam(self._parameter_groups(), cfg.lr)
         # Under torch.distributed (e.g. a Ray Train worker) gradients are averaged across the data shards.
-        # DEC never runs the decoder, so DDP must not wait for its gradients.
+        # DEC never runs the decoder or projector, so DDP must not wait for their gradients.
         # Every worker updates DCN's centres and assignments from the whole batch, so buffers stay in step.
-        unused = not self.model.uses_reconstruction
+        unused = not getattr(self.model, "uses_auxiliary", True)
         self.step_model = (DistributedDataParallel(self.model, find_unused_parameters=unused, broadcast_buffers=False)
                            if _distributed() else self.model)
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        """LFSS's predictor learns 10x faster than the network (its App. D); everything else at train.lr."""
+        predictor = getattr(self.model, "predictor", None)
+        if predictor is None:
+            return [{"params": list(self.model.parameters())}]
+        fast = {id(p) for p in predictor.parameters()}
+        rest = [p for p in self.model.parameters() if id(p) not in fast]
+        return [{"params": rest}, {"params": list(predictor.parameters()), "lr": 10 * self.config.train.lr}]
 
     # --- BRB and its ablations ---------------------------------------------------------------
     def periodic_step(self) -> None:
@@ -107,7 +133,7 @@ class Trial:
         k = self.data.n_clusters
         sub = self.data.x[torch.randperm(self.data.n, generator=self.generator, device=self.generator.device)
                           [: brb.subsample].to(self.device)]
-        z = embed(self.net, sub)
+        z = embed(self.model.eval_net, sub)
         if mode == "disentangled":  # Algorithm 2: labels from a reset copy, centroids from the unchanged net
             twin = copy.deepcopy(self.net)
             apply_plan(reset_plan(twin, self.config), self.generator, "soft_reset")
@@ -135,7 +161,9 @@ class Trial:
         self.model.train()
         rank, world = _rank_and_world()
         augmenter = self.augmenter if cfg.augment else None
-        for index, batch, batch_aug in epoch_batches(self.data.x, cfg.batch_size, self.generator, augmenter):
+        self.model.start_epoch(self.epoch + 1, self.data.x)
+        for index, batch, batch_aug in epoch_batches(self.data.x, cfg.batch_size, self.generator, augmenter,
+                                                     augment_both=self.two_views):
             x, x_aug, shard = batch, batch_aug, index
             if world > 1:  # every worker draws the same batch and augmentation, then keeps its shard
                 x, shard = batch[rank::world], index[rank::world]
@@ -155,13 +183,21 @@ class Trial:
         means = {name: float(v) / self.data.n for name, v in totals.items()}
         if not all(np.isfinite(list(means.values()))) or not torch.isfinite(self.model.centers).all():
             raise TrialDiverged(f"non-finite loss at clustering epoch {self.epoch + 1}: {means}")
-        return means
+        return {**means, **self.model.end_epoch(self.data.x)}
 
     @torch.no_grad()
     def evaluate(self, record: EpochRecord) -> torch.Tensor:
         """Fill the record's metrics from one embedding of the whole dataset; returns the labels."""
-        z = embed(self.net, self.data.x)
+        z = embed(self.model.eval_net, self.data.x)
         labels = self.model.predict(z)
+        self.score(record, z, labels)
+        record.ratio_share = metrics.distance_ratio_share(z, self.model.centers.detach(),
+                                                          self.config.eval.ratio_threshold)
+        return labels
+
+    @torch.no_grad()
+    def score(self, record: EpochRecord, z: torch.Tensor, labels: torch.Tensor) -> None:
+        """Label metrics, label change since the last evaluation and embedding geometry of (z, labels)."""
         y = self.data.y
         record.acc = metrics.cluster_acc(y, labels)
         record.nmi = metrics.nmi(y, labels)
@@ -172,10 +208,30 @@ class Trial:
         record.intra_cd, record.inter_cd = metrics.class_distances(z[sub], y[sub])
         if len(torch.unique(labels[sub])) > 1:  # undefined for a collapsed clustering: stays NaN
             record.silhouette = metrics.silhouette(z[sub], labels[sub])
-        record.ratio_share = metrics.distance_ratio_share(z, self.model.centers.detach(),
-                                                          self.config.eval.ratio_threshold)
         self.prev_labels = labels
-        return labels
+
+    # --- self-labeling -------------------------------------------------------------------------
+    def self_labeling(self) -> SelfLabeling:
+        """The self-labeling stage on this trial's network, with a fresh head and the configured ReSL strategy."""
+        cfg, resl = self.config.selflabel, self.config.resl
+        with torch.random.fork_rng(devices=[]):  # the head's initial weights depend on the seed alone
+            torch.manual_seed(self.config.seed + HEAD_SEED_OFFSET)
+            classifier = Classifier(self.net, self.embedding_dim, self.data.n_clusters).to(self.device)
+        strategy = make_strategy(resl.strategy, alpha=resl.alpha, interval=resl.interval, momentum=resl.momentum,
+                                 ema_update=resl.ema_update, total_epochs=cfg.epochs, generator=self.generator)
+        # SCAN predicts pseudo-labels on the un-augmented image and trains on a strong augmentation of it.
+        return SelfLabeling(classifier, self.data.x, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            batch_size=cfg.batch_size, threshold=cfg.threshold, balance=cfg.balance,
+                            warmup_epochs=cfg.warmup_epochs, strategy=strategy, weak_augmenter=None,
+                            strong_augmenter=make_strong_augmenter(self.data), generator=self.generator)
+
+    @torch.no_grad()
+    def score_self_labeling(self, record: EpochRecord, stage: SelfLabeling) -> None:
+        """Metrics of the clustering network's head predictions, and NMI of the confident pseudo-labels."""
+        probs = stage.probabilities()
+        net = stage.strategy.eval_model(stage.classifier).net
+        self.score(record, embed(net, self.data.x), probs.argmax(1))
+        record.nmi_match = nmi_match(probs, self.data.y, self.config.selflabel.threshold)
 
     # --- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -183,7 +239,7 @@ class Trial:
                 "generator": self.generator.get_state(), "prev_labels": self.prev_labels}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._build_model(state["model"]["centers"], state["model"]["assignments"])
+        self._build_model(state["model"]["centers"], state["model"].get("assignments"))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"].cpu())
@@ -212,9 +268,10 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
         dataset: Dataset | None = None) -> TrialRecord:
     """Run one trial, calling report(record) once per epoch, and return its TrialRecord.
 
-    With checkpoint_dir, the full state is saved every config.checkpoint_every epochs (and at the end)
-    and an existing checkpoint there is resumed: only epochs after it are run and reported.
-    Pretraining is read from / written to pretrain_cache (default: checkpoint_dir) when given.
+    Stages: pretraining (or the cache), clustering epochs with BRB, then self-labeling when
+    config.selflabel.epochs > 0. With checkpoint_dir, the full state is saved every config.checkpoint_every
+    epochs (and at the end of each stage) and an existing checkpoint there is resumed: only epochs after it
+    are run and reported. Pretraining is read from / written to pretrain_cache (default: checkpoint_dir).
     """
     config = config if isinstance(config, TrialConfig) else make_config(config)
     report = report or (lambda record: None)
@@ -229,63 +286,132 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
     def elapsed() -> float:
         return time.perf_counter() - started
 
+    def save(**extra: Any) -> None:
+        if ckpt_path is not None:
+            atomic_save({**trial.state_dict(), **extra}, ckpt_path)
+
     try:
-        if ckpt_path is not None and ckpt_path.exists():
-            trial.load_state_dict(load(ckpt_path, device))
+        saved = load(ckpt_path, device) if ckpt_path is not None and ckpt_path.exists() else None
+        if saved is not None:
+            trial.load_state_dict(saved)
             result.pretrain_cached = True
         else:
             t0 = time.perf_counter()
-
-            def on_pretrain_epoch(epoch: int, loss: float) -> None:
-                report(EpochRecord(phase="pretrain", epoch=epoch, loss=loss, loss_reconstruction=loss,
-                                   elapsed_s=elapsed()))
-
-            _, result.pretrain_cached = pretrained_state(trial.net, data, config, trial.augmenter, cache,
-                                                         on_pretrain_epoch)
+            result.pretrain_cached = pretrain(trial, cache, report, elapsed)
             trial.init_clustering()
             result.pretrain_time_s = time.perf_counter() - t0
-        cluster_started = time.perf_counter()
-        cfg = config.train
-        labels = None
-        for epoch in range(trial.epoch + 1, cfg.epochs):
-            t_epoch = time.perf_counter()
-            record = EpochRecord(phase="cluster", epoch=epoch)
-            if trial.is_periodic_epoch(epoch):
-                t_reset = time.perf_counter()
-                trial.periodic_step()
-                _sync(device)
-                record.reset_applied = True
-                record.reset_time_s = time.perf_counter() - t_reset
-                result.reset_time_s += record.reset_time_s
-            for name, value in trial.train_epoch().items():
-                setattr(record, name, value)
-            trial.epoch = epoch
-            last = epoch == cfg.epochs - 1
-            if last or epoch % config.eval.every == 0:
-                labels = trial.evaluate(record)
-            record.time_s = time.perf_counter() - t_epoch
-            record.elapsed_s = elapsed()
-            result.epochs_done = epoch + 1
-            report(record)
-            if ckpt_path is not None and (last or (config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0)):
-                atomic_save(trial.state_dict(), ckpt_path)
-            if last:
-                result.final = {m: getattr(record, m) for m in FINAL_METRICS}
-        result.cluster_time_s = time.perf_counter() - cluster_started
-        if not result.final:  # resumed from a finished checkpoint: nothing ran, evaluate once more
-            record = EpochRecord(phase="cluster", epoch=trial.epoch)
-            labels = trial.evaluate(record)
-            result.final = {m: getattr(record, m) for m in FINAL_METRICS}
-            result.epochs_done = trial.epoch + 1
-        z = embed(trial.net, data.x)
+        t0 = time.perf_counter()
+        final = cluster_stage(trial, report, save, elapsed, result)
+        result.cluster_time_s = time.perf_counter() - t0
+        eval_net = trial.model.eval_net
+        if config.selflabel.epochs > 0:
+            t0 = time.perf_counter()
+            stage = trial.self_labeling()
+            final = self_labeling_stage(trial, stage, (saved or {}).get("selflabel"), report, save, elapsed)
+            result.selflabel_time_s = time.perf_counter() - t0
+            eval_net = stage.strategy.eval_model(stage.classifier).net
+        if final is None:  # resumed from a finished checkpoint: nothing ran, evaluate once more
+            final = EpochRecord(phase="final", epoch=trial.epoch)
+            if config.selflabel.epochs > 0:
+                trial.score_self_labeling(final, stage)
+            else:
+                trial.evaluate(final)
+        result.final = {m: getattr(final, m) for m in FINAL_METRICS}
+        result.epochs_done = trial.epoch + 1
+        z = embed(eval_net, data.x)
         result.final.update(_kmeans_scores(z, data, trial.generator))
-        result.labels = labels.cpu().numpy().astype(np.int32)
+        result.labels = trial.prev_labels.cpu().numpy().astype(np.int32)
         result.embedding = z.cpu().numpy().astype(np.float32)
         result.status = "finished"
     except TrialDiverged as exc:
         result.status, result.error = "failed", str(exc)
     result.wall_time_s = elapsed()
     return result
+
+
+def pretrain(trial: Trial, cache: Path | None, report: Report, elapsed: Callable[[], float]) -> bool:
+    """Pretrain the trial's network (or load it from the cache), reporting every epoch's loss; True if cached."""
+    loss_field = "loss_contrastive" if trial.config.net.arch == "resnet18" else "loss_reconstruction"
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        report(EpochRecord(phase="pretrain", epoch=epoch, loss=loss, **{loss_field: loss}, elapsed_s=elapsed()))
+
+    if trial.config.pretrain.epochs == 0:
+        return False
+    return pretrained_state(trial.net, trial.data, trial.config, trial.augmenter, cache, on_epoch)[1]
+
+
+def _is_checkpoint_epoch(config: TrialConfig, epoch: int, last: bool) -> bool:
+    return last or bool(config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0)
+
+
+def cluster_stage(trial: Trial, report: Report, save: Callable[..., None], elapsed: Callable[[], float],
+                  result: TrialRecord) -> EpochRecord | None:
+    """Clustering epochs after the last finished one; returns the final epoch's record if it ran now."""
+    config = trial.config
+    final = None
+    for epoch in range(trial.epoch + 1, config.train.epochs):
+        t_epoch = time.perf_counter()
+        record = EpochRecord(phase="cluster", epoch=epoch)
+        if trial.is_periodic_epoch(epoch):
+            t_reset = time.perf_counter()
+            trial.periodic_step()
+            _sync(trial.device)
+            record.reset_applied = True
+            record.reset_time_s = time.perf_counter() - t_reset
+            result.reset_time_s += record.reset_time_s
+        for name, value in trial.train_epoch().items():
+            setattr(record, name, value)
+        trial.epoch = epoch
+        last = epoch == config.train.epochs - 1
+        if last or epoch % config.eval.every == 0:
+            trial.evaluate(record)
+        record.time_s = time.perf_counter() - t_epoch
+        record.elapsed_s = elapsed()
+        result.epochs_done = epoch + 1
+        report(record)
+        if _is_checkpoint_epoch(config, epoch, last):
+            save()
+        if last:
+            final = record
+    return final
+
+
+def self_labeling_stage(trial: Trial, stage: SelfLabeling, saved: dict[str, Any] | None, report: Report,
+                        save: Callable[..., None], elapsed: Callable[[], float]) -> EpochRecord | None:
+    """Head warm-up on the clustering labels, then self-labeling epochs with the configured ReSL resets."""
+    config = trial.config
+    cfg = config.selflabel
+    if saved is None:
+        labels = trial.model.predict(embed(trial.model.eval_net, trial.data.x))
+        for epoch in range(cfg.warmup_epochs):
+            loss = stage.warmup_epoch(labels)
+            report(EpochRecord(phase="selflabel_warmup", epoch=epoch, loss=loss, elapsed_s=elapsed()))
+        saved = {"epoch": -1, "reset_pending": False}
+    else:
+        stage.load_state_dict(saved["state"])
+        trial.prev_labels = saved["prev_labels"]
+    reset_pending = saved["reset_pending"]
+    final = None
+    for epoch in range(saved["epoch"] + 1, cfg.epochs):
+        t_epoch = time.perf_counter()
+        record = EpochRecord(phase="selflabel", epoch=epoch, reset_applied=reset_pending)
+        for name, value in stage.train_epoch().items():
+            setattr(record, name, value)
+        if not np.isfinite(record.loss):
+            raise TrialDiverged(f"non-finite loss at self-labeling epoch {epoch}")
+        trial.score_self_labeling(record, stage)
+        reset_pending = stage.strategy.end_epoch(stage.classifier, epoch)  # marks the next epoch's record
+        record.time_s = time.perf_counter() - t_epoch
+        record.elapsed_s = elapsed()
+        report(record)
+        last = epoch == cfg.epochs - 1
+        if _is_checkpoint_epoch(config, epoch, last):
+            save(selflabel={"epoch": epoch, "reset_pending": reset_pending, "state": stage.state_dict(),
+                            "prev_labels": trial.prev_labels})
+        if last:
+            final = record
+    return final
 
 
 def _kmeans_scores(z: torch.Tensor, data: Dataset, generator: torch.Generator) -> dict[str, float]:

@@ -21,10 +21,13 @@ def test_resnet_groups_and_block_reset_leaves_other_blocks():
     assert net.encode(torch.randn(2, 3, 32, 32)).shape == (2, 128)
     groups = net.layer_groups(include_embedding=False)
     assert {"encoder", "block1", "block2", "block3", "block4", "projector", "batchnorm"} <= set(groups)
-    config = make_config({"brb": {"alpha": 0.7, "block_alpha_step": 0.2}})
-    config.brb.layers = ["block4", "block3"]  # assignment bypasses the mlp-only layer check of a full config
+    config = make_config({"net": {"arch": "resnet18"},
+                          "brb": {"alpha": 0.7, "block_alpha": 0.9, "block_alpha_step": 0.05,
+                                  "layers": ["block4", "block3", "block1"]}})
     plan = reset_plan(net, config)
-    assert [round(a, 6) for _, a in plan] == [0.9, 1.0]  # α + (5 − i)·step, capped at 1
+    # block α + (4 − i)·step, capped at 1; the projector follows with the MLP's α
+    assert [round(a, 6) for _, a in plan] == [0.9, 0.95, 1.0, 0.7]
+    assert plan[-1][0] == groups["projector"]
     before1 = net.backbone.layer1[0].conv1.weight.clone()
     before4 = net.backbone.layer4[0].conv1.weight.clone()
     apply_plan(plan, torch.Generator().manual_seed(0), "soft_reset")

@@ -11,6 +11,7 @@ from raydc.clustering.objectives import (
     dec_cluster_loss,
     reconstruction_loss,
 )
+from raydc.contrastive.simclr import info_nce
 
 # Prior count of every DCN centre, from the original DCN code (also ClustPy's): early updates move centres by ~1%.
 DCN_PRIOR_COUNT = 100.0
@@ -18,14 +19,20 @@ DCN_PRIOR_COUNT = 100.0
 
 class CentroidModel(nn.Module):
     """A network, k centroids (learnable for DEC/IDEC, running means with counts for DCN) and the hard
-    assignment S_t of every sample, which DCN's loss uses and refreshes for each sample it visits."""
+    assignment S_t of every sample, which DCN's loss uses and refreshes for each sample it visits.
+
+    IDEC and DCN add the network's self-supervised loss: reconstruction for an autoencoder, SimCLR's InfoNCE
+    between the two augmented views for a network with a projector (DEC trains on the cluster loss alone).
+    """
 
     def __init__(self, net: nn.Module, centers: torch.Tensor, assignments: torch.Tensor, algorithm: str,
-                 cluster_weight: float):
+                 cluster_weight: float, temperature: float = 0.5):
         super().__init__()
         self.net = net
         self.algorithm = algorithm
         self.cluster_weight = cluster_weight
+        self.temperature = temperature
+        self.contrastive = hasattr(net, "project")
         if algorithm == "dcn":
             self.register_buffer("centers", centers.clone())
         else:
@@ -34,8 +41,19 @@ class CentroidModel(nn.Module):
         self.register_buffer("assignments", assignments.clone())
 
     @property
-    def uses_reconstruction(self) -> bool:
+    def uses_auxiliary(self) -> bool:
         return self.algorithm in ("idec", "dcn")
+
+    @property
+    def eval_net(self) -> nn.Module:
+        """The network whose embedding is clustered and evaluated."""
+        return self.net
+
+    def start_epoch(self, epoch: int, x: torch.Tensor) -> None:
+        """Nothing to prepare: centroids change only through steps and reclustering."""
+
+    def end_epoch(self, x: torch.Tensor) -> dict[str, float]:
+        return {}
 
     @property
     def learnable_centers(self) -> bool:
@@ -54,22 +72,35 @@ class CentroidModel(nn.Module):
 
     def forward(self, x: torch.Tensor, x_aug: torch.Tensor | None, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """Loss terms of the minibatch x (samples `index`); 'loss' is the weighted total that is optimised."""
-        z = self.net.encode(x)
-        z_aug = self.net.encode(x_aug) if x_aug is not None else None
+        if self.contrastive:
+            (z, z_aug), auxiliary = self._contrastive_pass(x, x_aug)
+        else:
+            z = self.net.encode(x)
+            z_aug = self.net.encode(x_aug) if x_aug is not None else None
         if self.algorithm == "dcn":
             cluster = dcn_cluster_loss(z, self.centers, self.assignments[index], z_aug)
         else:
             cluster = dec_cluster_loss(z, self.centers, z_aug)
         terms = {"loss_cluster": cluster}
-        if self.uses_reconstruction:
-            rec = reconstruction_loss(x, self.net.decode(z))
-            if z_aug is not None:  # eq 14
-                rec = 0.5 * (rec + reconstruction_loss(x_aug, self.net.decode(z_aug)))
-            terms["loss_reconstruction"] = rec
-            terms["loss"] = rec + self.cluster_weight * cluster
-        else:
+        if not self.uses_auxiliary:
             terms["loss"] = cluster
+            return terms
+        if self.contrastive:
+            terms["loss_contrastive"] = auxiliary
+        else:
+            auxiliary = reconstruction_loss(x, self.net.decode(z))
+            if z_aug is not None:  # eq 14
+                auxiliary = 0.5 * (auxiliary + reconstruction_loss(x_aug, self.net.decode(z_aug)))
+            terms["loss_reconstruction"] = auxiliary
+        terms["loss"] = auxiliary + self.cluster_weight * cluster
         return terms
+
+    def _contrastive_pass(self, x: torch.Tensor, x_aug: torch.Tensor
+                          ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
+        """Both views through one backbone pass (BatchNorm sees the 2N batch, as in pretraining)."""
+        z, p = self.net.encode_and_project(torch.cat([x, x_aug]))
+        auxiliary = info_nce(*p.chunk(2), self.temperature) if self.uses_auxiliary else None
+        return z.chunk(2), auxiliary
 
     @torch.no_grad()
     def after_step(self, x: torch.Tensor, index: torch.Tensor) -> None:

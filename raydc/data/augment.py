@@ -1,7 +1,8 @@
 """Batched, seeded image augmentations of the BRB paper, run on the images' device.
 
 Grayscale sets get a random affine map (Table 5); colour sets get the SimCLR CIFAR pipeline (Tables 6 and 7).
-Random parameters are drawn per sample from the caller's generator on its own device, so a seed fixes the output.
+Self-labeling's strong view adds one cutout hole (SCAN). Random parameters are drawn per sample from the caller's
+generator on its own device, so a seed fixes the output.
 """
 from __future__ import annotations
 
@@ -228,6 +229,47 @@ class SimCLRAugmenter(Augmenter):
         mean, std = self.mean.to(x.device, x.dtype), self.std.to(x.device, x.dtype)
         params = sample_colour_params(x.shape[0], x.shape[2], x.shape[3], generator).to(x.device)
         return (colour_augment(torch.addcmul(mean, x, std), params) - mean) / std
+
+
+def cutout(images: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero one square hole of side `length` per image, as SCAN's Cutout(n_holes=1, random=True).
+
+    The hole's centre pixel is uniform over the image and the hole is clipped at the borders; rows and columns
+    centre - length // 2 up to (excluding) centre + length // 2 are covered. On z-transformed images 0 is the mean.
+    """
+    batch, _, height, width = images.shape
+    half = length // 2
+    rows = torch.randint(height, (batch, 1, 1, 1), generator=generator, device=generator.device).to(images.device)
+    cols = torch.randint(width, (batch, 1, 1, 1), generator=generator, device=generator.device).to(images.device)
+    row_index = torch.arange(height, device=images.device).view(1, 1, height, 1)
+    col_index = torch.arange(width, device=images.device).view(1, 1, 1, width)
+    in_rows = (row_index >= rows - half) & (row_index < rows + half)
+    in_cols = (col_index >= cols - half) & (col_index < cols + half)
+    return images.masked_fill(in_rows & in_cols, 0.0)
+
+
+class StrongAugmenter(Augmenter):
+    """Self-labeling's strong view: a base augmenter, then one cutout hole of side half the image side.
+
+    SCAN's strong view is RandAugment followed by cutout; here RandAugment is replaced by the base pipeline of
+    this module (SimCLR colour for RGB, the Table 5 affine map for grayscale), so both stages run batched on the
+    device.
+    """
+
+    kind = "strong"
+
+    def __init__(self, base: Augmenter, cutout_length: int | None = None):
+        super().__init__(base.mean, base.std, base.image_shape)
+        self.base = base
+        self.cutout_length = min(base.image_shape[1:]) // 2 if cutout_length is None else cutout_length
+
+    def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return cutout(self.base(x, generator), self.cutout_length, generator)
+
+
+def make_strong_augmenter(data: Dataset) -> StrongAugmenter:
+    """The strong view for a Dataset: its default augmenter (make_augmenter) followed by cutout."""
+    return StrongAugmenter(make_augmenter(data))
 
 
 def make_augmenter(

@@ -5,10 +5,11 @@ from raydc.nets.resnet import ResNetEncoder
 __all__ = ["FeedForwardAE", "ResNetEncoder", "build_network"]
 
 
-def build_network(arch: str, image_shape: tuple[int, int, int], hidden: list[int], embedding_dim: int):
+def build_network(arch: str, image_shape: tuple[int, int, int], hidden: list[int], embedding_dim: int, *,
+                  projector_width: int = 2048, projector_dim: int = 128):
     if arch == "mlp":
         c, h, w = image_shape
         return FeedForwardAE(c * h * w, hidden, embedding_dim)
     if arch == "resnet18":
-        return ResNetEncoder(image_shape[0], embedding_dim)
+        return ResNetEncoder(image_shape[0], embedding_dim, tuple(hidden), projector_width, projector_dim)
     raise ValueError(f"net.arch: unknown architecture {arch!r}")

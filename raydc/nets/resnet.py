@@ -30,6 +30,11 @@ class ResNetEncoder(nn.Module):
     def project(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.features(x))
 
+    def encode_and_project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedding and projection from one backbone pass."""
+        h = self.features(x)
+        return self.head(h), self.projector(h)
+
     @property
     def embedding_layer(self) -> nn.Linear:
         return self.head[-1]

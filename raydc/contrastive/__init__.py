@@ -1,0 +1,1 @@
+"""Contrastive objectives and the models built on them (SimCLR's InfoNCE, LFSS)."""
