@@ -205,7 +205,8 @@ def test_hare_tortoise_epoch_update_follows_once_per_epoch():
 
 def test_make_strategy_by_name():
     generator = torch.Generator()
-    options = dict(alpha=0.8, interval=10, momentum=0.99, ema_update="epoch", total_epochs=100, generator=generator)
+    options = {"alpha": 0.8, "interval": 10, "momentum": 0.99, "ema_update": "epoch", "total_epochs": 100,
+               "generator": generator}
     assert isinstance(make_strategy("none", **options), NoReset)
     assert make_strategy("sp", **options).name == "sp"
     assert make_strategy("sp_star", **options).scheduled
@@ -302,9 +303,10 @@ def test_self_labeling_learns_confident_clusters(digits):
     assert len(warmup_losses) == 8 and warmup_losses[-1] < 0.7 * warmup_losses[0]
     assert all(torch.equal(v, encoder_before[k]) for k, v in stage.classifier.net.state_dict().items())
     records = [stage.train_epoch() for _ in range(4)]
-    assert all(r["confident_fraction"] > 0.2 for r in records)
-    assert records[-1]["loss"] < records[0]["loss"]
-    assert nmi_match(stage.probabilities(), digits.y, 0.6) > 0.6
+    assert records[0]["confident_fraction"] > 0.2
+    assert records[-1]["confident_fraction"] > records[0]["confident_fraction"]  # confidence grows (ReSL Fig. 1)
+    assert records[-1]["loss"] < 0.8 * records[0]["loss"]
+    assert nmi_match(stage.probabilities(), digits.y, 0.6) > 0.4  # far from chance despite quarter-image cutout
 
 
 def test_hare_tortoise_stage_clusters_with_tortoise_and_resumes_exactly(digits):

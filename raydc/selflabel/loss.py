@@ -33,7 +33,7 @@ def confidence_cross_entropy(logits_strong: Tensor, probs_weak: Tensor, threshol
     per_sample = F.cross_entropy(logits_strong, target, reduction="none")
     # Clamping only matters when no sample is confident: the numerator is then an exact, differentiable zero.
     loss = (sample_weight * per_sample).sum() / sample_weight.sum().clamp_min(torch.finfo(sample_weight.dtype).tiny)
-    return loss, confident.sum(dtype=torch.int64)
+    return loss, n_confident.to(torch.int64)
 
 
 def nmi_match(probs: Tensor, y: ArrayLike, threshold: float) -> float:

@@ -61,6 +61,7 @@ class ShrinkPerturb(ReSLStrategy):
     """ReSL_SP: soft reset of the head every R epochs; `scheduled` gives ReSL_SP*.
 
     SP* softens the resets linearly: α_e = α + (1 − α)·(e + 1)/E, which reaches 1 (no change) at the last epoch.
+    φ is drawn from `generator`, which must live on the head's device.
     """
 
     def __init__(self, alpha: float, interval: int, total_epochs: int, generator: torch.Generator,
