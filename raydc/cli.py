@@ -43,12 +43,14 @@ def _fmt(value: float, spec: str = ".4f") -> str:
 
 
 def print_epoch(record) -> None:
-    if record.phase == "pretrain":
-        print(f"pretrain {record.epoch:4d}  loss {_fmt(record.loss)}", flush=True)
+    if record.phase in ("pretrain", "selflabel_warmup"):
+        print(f"{record.phase:9s} {record.epoch:4d}  loss {_fmt(record.loss)}", flush=True)
         return
     mark = "  reset" if record.reset_applied else ""
-    print(f"cluster  {record.epoch:4d}  loss {_fmt(record.loss)}  acc {_fmt(record.acc)}  nmi {_fmt(record.nmi)}  "
-          f"ari {_fmt(record.ari)}  cl {_fmt(record.cl_change, '.2f')}  {record.time_s:.2f}s{mark}", flush=True)
+    confident = "" if math.isnan(record.confident_fraction) else f"  confident {record.confident_fraction:.3f}"
+    print(f"{record.phase:9s} {record.epoch:4d}  loss {_fmt(record.loss)}  acc {_fmt(record.acc)}  "
+          f"nmi {_fmt(record.nmi)}  ari {_fmt(record.ari)}  cl {_fmt(record.cl_change, '.2f')}{confident}  "
+          f"{record.time_s:.2f}s{mark}", flush=True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

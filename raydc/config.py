@@ -166,6 +166,11 @@ class TrialConfig(_Group):
     lfss: LFSSConfig = Field(default_factory=LFSSConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
+    @property
+    def training_epochs(self) -> int:
+        """Epochs a trial reports progress over: clustering, then self-labeling."""
+        return self.train.epochs + self.selflabel.epochs
+
     @model_validator(mode="before")
     @classmethod
     def _setting_defaults(cls, values: Any) -> Any:

@@ -19,7 +19,7 @@ def test_train_writes_tables(tmp_path, capsys):
     assert epochs.num_rows == 2 + 3
     assert len(list((tmp_path / "out" / "assignments").glob("*.npz"))) == 1
     out = capsys.readouterr().out
-    assert "cluster     2" in out and "reset" in out and "trials.parquet" in out
+    assert "cluster      2" in out and "reset" in out and "trials.parquet" in out
 
 
 def test_bad_override_exits_2_naming_field(tmp_path, capsys):

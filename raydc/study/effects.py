@@ -28,14 +28,23 @@ def _modes(modes: set[str]) -> str:
 
 _RESETS = Rule(lambda c: c.brb.mode in RESETTING_MODES, _modes(RESETTING_MODES))
 _PRETRAINS = Rule(lambda c: c.pretrain.epochs > 0, "pretrain.epochs > 0")
+_SELF_LABELS = Rule(lambda c: c.selflabel.epochs > 0, "selflabel.epochs > 0")
+_RESNET = Rule(lambda c: c.net.arch == "resnet18", "net.arch is resnet18")
+_LFSS = Rule(lambda c: c.train.algorithm == "lfss", "train.algorithm is lfss")
+_SHRINK_PERTURB = Rule(lambda c: c.resl.strategy in ("sp", "sp_star"), "resl.strategy is sp or sp_star")
+_HARE_TORTOISE = Rule(lambda c: c.resl.strategy == "ht", "resl.strategy is ht")
+
+
+def _resets_block(c: TrialConfig) -> bool:
+    return c.brb.mode in RESETTING_MODES and any(name.startswith("block") for name in c.brb.layers)
+
 
 RULES: dict[str, Rule] = {
     "brb.alpha": _RESETS,
     "brb.layers": _RESETS,
     "brb.reset_embedding": _RESETS,
-    "brb.block_alpha_step": Rule(lambda c: c.brb.mode in RESETTING_MODES
-                                 and any(name.startswith("block") for name in c.brb.layers),
-                                 f"{_modes(RESETTING_MODES)} and brb.layers holds a ResNet block"),
+    "brb.block_alpha": Rule(_resets_block, f"{_modes(RESETTING_MODES)} and brb.layers holds a ResNet block"),
+    "brb.block_alpha_step": Rule(_resets_block, f"{_modes(RESETTING_MODES)} and brb.layers holds a ResNet block"),
     "brb.interval": Rule(lambda c: c.brb.mode != "baseline", "brb.mode is not baseline"),
     "brb.recluster": Rule(lambda c: c.brb.mode in CENTROID_RECLUSTERING_MODES, _modes(CENTROID_RECLUSTERING_MODES)),
     "brb.subsample": Rule(lambda c: c.brb.mode in RECLUSTERING_MODES, _modes(RECLUSTERING_MODES)),
@@ -43,11 +52,25 @@ RULES: dict[str, Rule] = {
                                and c.train.algorithm in LEARNABLE_CENTROID_ALGORITHMS,
                                f"{_modes(RECLUSTERING_MODES)} and train.algorithm is dec or idec"),
     "brb.noise_beta": Rule(lambda c: c.brb.mode == "embedding_noise", "brb.mode is embedding_noise"),
-    "train.cluster_weight": Rule(lambda c: c.train.algorithm != "dec",
+    "train.cluster_weight": Rule(lambda c: c.train.algorithm in ("idec", "dcn"),
                                  "train.algorithm is idec or dcn (DEC trains on the cluster loss alone)"),
     "pretrain.lr": _PRETRAINS,
     "pretrain.batch_size": _PRETRAINS,
     "pretrain.augment": _PRETRAINS,
+    "pretrain.weight_decay": _PRETRAINS,
+    "net.projector_width": _RESNET,
+    "net.projector_dim": _RESNET,
+    "contrastive.temperature": _RESNET,
+    "contrastive.reset_projector": Rule(lambda c: c.net.arch == "resnet18" and c.brb.mode in RESETTING_MODES,
+                                        f"net.arch is resnet18 and {_modes(RESETTING_MODES)}"),
+    **{f"selflabel.{name}": _SELF_LABELS
+       for name in ("warmup_epochs", "lr", "weight_decay", "batch_size", "threshold", "balance")},
+    "resl.alpha": _SHRINK_PERTURB,
+    "resl.interval": Rule(lambda c: c.resl.strategy != "none", "resl.strategy is not none"),
+    "resl.momentum": _HARE_TORTOISE,
+    "resl.ema_update": _HARE_TORTOISE,
+    **{f"lfss.{name}": _LFSS for name in ("warmup_epochs", "unstable_ratio", "noise", "weight", "target_momentum",
+                                          "temperature", "predictor_hidden")},
 }
 
 

@@ -222,7 +222,7 @@ def _check_effects(dims: list[Dimension], configs: list[TrialConfig]) -> None:
 
 def _check_asha(spec: StudySpec, longest: int) -> None:
     if spec.asha is not None and spec.asha.grace_period >= longest:
-        raise ConfigError("asha.grace_period", f"must be below the trials' train.epochs ({longest}) "
+        raise ConfigError("asha.grace_period", f"must be below the trials' training epochs ({longest}) "
                                                "or no trial could be stopped early")
 
 
@@ -258,7 +258,7 @@ def parse_study(raw: Any, datasets: list[str] | None = None) -> Study:
         checked = probe_points(dims) + points
     configs = [build_config(base, point, search.seeds[0]) for point in checked]
     _check_effects(dims, configs)
-    longest = max(c.train.epochs for c in configs)
+    longest = max(c.training_epochs for c in configs)
     _check_asha(spec, longest)
     trials = [] if search.kind == "optuna" else expand(base, points, search.seeds)
     return Study(spec, base, dims, trials, longest)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ray import tune
 
-from raydc.config import make_config
+from raydc.config import TrialConfig, make_config
 from raydc.records import EpochRecord
 from raydc.store import ResultStore, epoch_row, trial_id
 from raydc.study.faults import crash_if_requested
@@ -61,14 +61,17 @@ def _dataset(name: str, data_dir: str | None):
 
 
 class EpochReporter:
-    """Journals every epoch row and forwards clustering epochs to Ray as they finish.
+    """Journals every epoch row and forwards training epochs (clustering, then self-labeling) to Ray.
 
     The last epoch is forwarded only after the trial is recorded: a scheduler may stop a trial at any
     report, and a finished trial must never be cut off before its rows are on disk.
     """
 
-    def __init__(self, tid: str, setup: TrialSetup, epochs: int, journal: EpochJournal | None, forward: Forward):
-        self.tid, self.setup, self.epochs, self.journal, self.forward = tid, setup, epochs, journal, forward
+    def __init__(self, tid: str, setup: TrialSetup, config: TrialConfig, journal: EpochJournal | None,
+                 forward: Forward):
+        self.tid, self.setup, self.journal, self.forward = tid, setup, journal, forward
+        self.epochs = config.training_epochs
+        self.offsets = {"cluster": 0, "selflabel": config.train.epochs}  # a phase's first step on Ray's clock
         self.latest = math.nan  # last evaluated value of the study's metric
 
     def metrics(self, epochs_done: int, **extra: Any) -> dict[str, Any]:
@@ -79,13 +82,14 @@ class EpochReporter:
         if self.journal is not None:
             self.journal.append(epoch_row(self.tid, record))
         crash_if_requested(self.setup.paths.root, record)
-        if record.phase != "cluster":
+        if record.phase not in self.offsets:
             return
         value = getattr(record, self.setup.metric)
         if math.isfinite(value):
             self.latest = value
-        if record.epoch + 1 < self.epochs:
-            self.forward(self.metrics(record.epoch + 1))
+        done = self.offsets[record.phase] + record.epoch + 1
+        if done < self.epochs:
+            self.forward(self.metrics(done))
 
 
 def execute(tid: str, values: dict[str, Any], setup: TrialSetup, forward: Forward, rank: int = 0) -> None:
@@ -94,13 +98,14 @@ def execute(tid: str, values: dict[str, Any], setup: TrialSetup, forward: Forwar
 
     config = make_config(values)
     journal = EpochJournal(setup.paths.journal_file(tid)) if rank == 0 else None
-    reporter = EpochReporter(tid, setup, config.train.epochs, journal, forward)
+    reporter = EpochReporter(tid, setup, config, journal, forward)
     record = fit(config, reporter, checkpoint_dir=setup.paths.checkpoint_dir(tid),
                  pretrain_cache=setup.paths.pretrain_cache, dataset=_dataset(config.data.name, config.data.dir))
     if rank == 0:
         record_trial(setup.paths, tid, record)
     reporter.latest = record.final.get(setup.metric, math.nan)
-    forward(reporter.metrics(record.epochs_done, status=record.status, recorded=True))
+    done = reporter.epochs if record.status == "finished" else record.epochs_done
+    forward(reporter.metrics(done, status=record.status, recorded=True))
 
 
 def _recorded_metrics(setup: TrialSetup, tid: str) -> dict[str, Any] | None:
