@@ -1,6 +1,8 @@
-"""Write-then-rename, so a reader never sees half a file and a crash leaves the old one intact."""
+"""Write-then-rename, so a reader never sees half a file and a crash leaves the old one intact; and file locks,
+so concurrent processes never compute or write the same thing at once."""
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from contextlib import contextmanager
@@ -21,3 +23,13 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)
+
+
+@contextmanager
+def exclusive(lock_path: Path | str) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` (created if needed); closing the file releases it, even on error."""
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

@@ -2,17 +2,16 @@
 trial with the same inputs reuses one result."""
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
 from raydc.batches import epoch_batches
+from raydc.atomic import exclusive
 from raydc.checkpoint import atomic_save, load
 from raydc.clustering.objectives import reconstruction_loss
 from raydc.contrastive.simclr import info_nce
@@ -32,16 +31,6 @@ def pretrain_key(config: TrialConfig) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """A file lock, so concurrent trials never pretrain the same thing twice."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def make_adam(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
@@ -105,7 +94,7 @@ def pretrained_state(net: torch.nn.Module, data: Dataset, config: TrialConfig, a
         return train_pretext(net, data, config, augmenter, on_epoch), False
     key = pretrain_key(config)
     path = Path(cache_dir) / f"pretrain-{key}.pt"
-    with _exclusive(Path(cache_dir) / f"pretrain-{key}.lock"):
+    with exclusive(Path(cache_dir) / f"pretrain-{key}.lock"):
         if path.exists():
             saved = load(path, data.x.device)
             net.load_state_dict(saved["net"])

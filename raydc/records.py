@@ -69,6 +69,7 @@ class TrialRecord:
     selflabel_time_s: float = 0.0
     reset_time_s: float = 0.0
     pretrain_cached: bool = False
+    cluster_cached: bool = False            # the clustering stage came from a trial that differs only in self-labeling
     device: str = "cpu"
     labels: np.ndarray | None = None       # final cluster assignment of every sample
     embedding: np.ndarray | None = None    # final embedding, for label-free model selection

@@ -5,6 +5,7 @@
                        inter_cd, silhouette, ratio_share, loss, loss_reconstruction; kmeans_acc/nmi/ari of a
                        fresh k-means on the final embedding), epochs_done, timings
                        (wall_time_s, pretrain_time_s, cluster_time_s, selflabel_time_s, reset_time_s), pretrain_cached,
+                       cluster_cached (clustering stage shared with a trial that differs only in self-labeling),
                        resolved_device (where it ran; `device` is the requested one), version.* columns.
 <dir>/epochs.parquet   one row per (trial_id, phase, epoch): the EpochRecord fields (raydc.records).
 <dir>/assignments/<trial_id>.npz   final labels (int32) and embedding (float16) of every sample.
@@ -69,7 +70,8 @@ def trials_schema() -> pa.Schema:
     tail = [pa.field("epochs_done", pa.int64())]
     tail += [pa.field(t, pa.float64()) for t in ("wall_time_s", "pretrain_time_s", "cluster_time_s", "selflabel_time_s",
                                                    "reset_time_s")]
-    tail += [pa.field("pretrain_cached", pa.bool_()), pa.field("resolved_device", pa.string())]
+    tail += [pa.field("pretrain_cached", pa.bool_()), pa.field("cluster_cached", pa.bool_()),
+             pa.field("resolved_device", pa.string())]
     tail += [pa.field(f"version.{k}", pa.string()) for k in VERSION_KEYS]
     return pa.schema(head + config_fields() + finals + tail)
 
@@ -97,6 +99,7 @@ def trial_row(tid: str, record: TrialRecord) -> dict[str, Any]:
                pretrain_time_s=record.pretrain_time_s, cluster_time_s=record.cluster_time_s,
                selflabel_time_s=record.selflabel_time_s,
                reset_time_s=record.reset_time_s, pretrain_cached=record.pretrain_cached,
+               cluster_cached=record.cluster_cached,
                resolved_device=record.device)
     row.update({f"version.{k}": record.versions.get(k) for k in VERSION_KEYS})
     return row

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -12,6 +14,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from raydc import metrics
+from raydc.atomic import exclusive
 from raydc.checkpoint import atomic_save, load
 from raydc.clustering import CentroidModel
 from raydc.clustering.kmeans import kmeans, nearest, recluster
@@ -292,17 +295,25 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
 
     try:
         saved = load(ckpt_path, device) if ckpt_path is not None and ckpt_path.exists() else None
+        shared = cluster_cache_path(config, cache)
         if saved is not None:
             trial.load_state_dict(saved)
             result.pretrain_cached = True
+            final = timed_cluster_stage(trial, report, save, elapsed, result)
+        elif shared is not None:  # trials that differ only in self-labeling share one clustering stage
+            with exclusive(shared.with_suffix(".lock")):
+                result.cluster_cached = shared.exists()
+                if result.cluster_cached:
+                    replay_cluster_stage(trial, load(shared, device), report)
+                else:
+                    records = _Recorder(report)
+                    result.pretrain_cached = pretrain_and_init(trial, cache, records, elapsed, result)
+                    timed_cluster_stage(trial, records, save, elapsed, result)
+                    atomic_save({"trial": trial.state_dict(), "records": records.rows}, shared)
+            final = None
         else:
-            t0 = time.perf_counter()
-            result.pretrain_cached = pretrain(trial, cache, report, elapsed)
-            trial.init_clustering()
-            result.pretrain_time_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        final = cluster_stage(trial, report, save, elapsed, result)
-        result.cluster_time_s = time.perf_counter() - t0
+            result.pretrain_cached = pretrain_and_init(trial, cache, report, elapsed, result)
+            final = timed_cluster_stage(trial, report, save, elapsed, result)
         eval_net = trial.model.eval_net
         if config.selflabel.epochs > 0:
             t0 = time.perf_counter()
@@ -327,6 +338,51 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
         result.status, result.error = "failed", str(exc)
     result.wall_time_s = elapsed()
     return result
+
+
+class _Recorder:
+    """Reports every record and keeps it, so a shared stage can be replayed to later trials."""
+
+    def __init__(self, report: Report):
+        self.report, self.rows = report, []
+
+    def __call__(self, record: EpochRecord) -> None:
+        self.rows.append(record.to_dict())
+        self.report(record)
+
+
+def cluster_cache_path(config: TrialConfig, cache: Path | None) -> Path | None:
+    """Where the end of the clustering stage is shared, when a self-labeling stage follows it."""
+    if cache is None or config.selflabel.epochs == 0:
+        return None
+    upstream = config.model_dump(exclude={"device", "checkpoint_every", "selflabel", "resl"})
+    key = hashlib.sha256(json.dumps(upstream, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(cache) / f"cluster-{key}.pt"
+
+
+def replay_cluster_stage(trial: Trial, stored: dict[str, Any], report: Report) -> None:
+    """Continue from a shared clustering stage: its state, and its records reported again for this trial."""
+    trial.load_state_dict(stored["trial"])
+    for row in stored["records"]:
+        report(EpochRecord(**row))
+
+
+def pretrain_and_init(trial: Trial, cache: Path | None, report: Report, elapsed: Callable[[], float],
+                      result: TrialRecord) -> bool:
+    """Pretraining (or the cache) and the initial clustering; True if pretraining came from the cache."""
+    t0 = time.perf_counter()
+    cached = pretrain(trial, cache, report, elapsed)
+    trial.init_clustering()
+    result.pretrain_time_s = time.perf_counter() - t0
+    return cached
+
+
+def timed_cluster_stage(trial: Trial, report: Report, save: Callable[..., None], elapsed: Callable[[], float],
+                        result: TrialRecord) -> EpochRecord | None:
+    t0 = time.perf_counter()
+    final = cluster_stage(trial, report, save, elapsed, result)
+    result.cluster_time_s = time.perf_counter() - t0
+    return final
 
 
 def pretrain(trial: Trial, cache: Path | None, report: Report, elapsed: Callable[[], float]) -> bool:

@@ -163,3 +163,16 @@ def test_lfss_trial_records_stability(tmp_path):
     assert math.isnan(records[0].stability_bin_change) and 0 <= records[1].stability_bin_change <= 1
     assert records[0].loss_cluster == 0 and records[1].loss_cluster > 0  # cluster loss after η = 0 epochs
     assert result.final["acc"] > 0.3  # k-means on a briefly trained embedding of 10 digit classes
+
+
+def test_trials_differing_only_in_self_labeling_share_the_clustering_stage(colour_digits, tmp_path):
+    first_records, second_records = [], []
+    first = fit(_config(), first_records.append, dataset=colour_digits, pretrain_cache=tmp_path)
+    second = fit(_config(resl={"strategy": "ht", "interval": 1}), second_records.append, dataset=colour_digits,
+                 pretrain_cache=tmp_path)
+    assert not first.cluster_cached and second.cluster_cached and second.status == "finished"
+    def upstream(records):  # repr compares NaN fields as equal
+        return [repr(r) for r in records if r.phase in ("pretrain", "cluster")]
+
+    assert upstream(second_records) == upstream(first_records)  # replayed as recorded
+    assert len(list(tmp_path.glob("cluster-*.pt"))) == 1

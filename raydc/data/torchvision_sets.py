@@ -1,7 +1,6 @@
 """Larger datasets through torchvision's classes, converted once into a uint8 tensor cache."""
 from __future__ import annotations
 
-import fcntl
 import http.client
 import pickle
 import socket
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from raydc.atomic import atomic_path
+from raydc.atomic import atomic_path, exclusive
 from raydc.data.errors import DatasetCorrupt, missing_files_error
 from raydc.data.files import DOWNLOAD_TIMEOUT_S
 from raydc.data.locations import writable_dir
@@ -186,12 +185,6 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
-@contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """One process at a time downloads a dataset, e.g. when many trials start together; closing unlocks."""
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _build(name: str, roots: list[Path], raw_root: Path, download: bool, shape: tuple[int, ...]) -> Images:
@@ -236,7 +229,7 @@ def load_torchvision(name: str, roots: list[Path], download: bool, shape: tuple[
     target = writable_dir(roots, TORCHVISION_DIR)
     if target is None:
         raise missing_files_error(name, _expected(name), roots, "none of these directories is writable")
-    with _exclusive(target / f".{name}.lock"):
+    with exclusive(target / f".{name}.lock"):
         # Another process may have finished the download while this one waited.
         cached = _find_cache(name, roots, shape)
         return cached if cached is not None else _build(name, roots, target, True, shape)

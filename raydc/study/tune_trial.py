@@ -1,19 +1,17 @@
 """The Ray Tune trainable: one study trial, run in-process or as a data-parallel Ray Train run."""
 from __future__ import annotations
 
-import fcntl
 import functools
 import math
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ray import tune
 
+from raydc.atomic import exclusive
 from raydc.config import TrialConfig, make_config
 from raydc.records import EpochRecord
 from raydc.store import ResultStore, epoch_row, trial_id
@@ -118,19 +116,13 @@ def _recorded_metrics(setup: TrialSetup, tid: str) -> dict[str, Any] | None:
             "status": row["status"], "recorded": True}
 
 
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
 
 
 def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     """Ray Tune function trainable for one study trial."""
     tid, values = setup.resolve(params)
     # Two optuna suggestions can be the same configuration: the second waits and reuses the first.
-    with _exclusive(setup.paths.lock_file(tid)):
+    with exclusive(setup.paths.lock_file(tid)):
         recorded = _recorded_metrics(setup, tid)
         if recorded is not None:
             tune.report(recorded)

@@ -1,0 +1,236 @@
+"""fit_population: many same-shaped MLP trials (differing in seed, brb.alpha, brb.interval, train.lr) trained as one
+stacked model, so every kernel launch serves every member.
+
+Each member keeps everything the plain path gives a trial: its own Trial (weights from its seed, pretraining
+through the shared cache, initial k-means), its own generator (shuffle order, augmentation, soft-reset draws,
+reclustering subsample and k-means), its own Adam moments and learning rate, resets and reclustering at its own
+interval, DCN assignments and running-mean centres. Only the arithmetic is batched; the random streams are the
+plain path's, so a member follows the same trajectory as fit() of its config. The trajectories agree to float
+rounding rather than bit for bit: batched matmuls (vmap) and the stacked Adam round differently from addmm and
+the fused Adam kernel, and training amplifies those last-bit differences slowly over epochs.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from raydc import metrics
+from raydc.config import ConfigError, TrialConfig, flatten, make_config
+from raydc.data import Dataset, load_dataset
+from raydc.batches import epoch_batches
+from raydc.errors import TrialDiverged
+from raydc.population.stack import StackedAdam, StackedModels, clip_per_member
+from raydc.records import FINAL_METRICS, EpochRecord, TrialRecord
+from raydc.train import Trial, _kmeans_scores, _sync, pretrain, resolve_device, versions
+
+MemberReport = Callable[[int, EpochRecord], None]
+VARYING_FIELDS = ("seed", "brb.alpha", "brb.interval", "train.lr")
+POPULATION_MODES = ("baseline", "brb", "recluster", "reset")
+
+
+def check_stackable(configs: list[TrialConfig]) -> None:
+    """Raise ConfigError (a ValueError) naming the field that keeps these configs from training as one model."""
+    if not configs:
+        raise ConfigError("configs", "a population needs at least one member")
+    for config in configs:
+        if config.net.arch != "mlp":
+            raise ConfigError("net.arch", f"population mode stacks MLP autoencoders, got {config.net.arch!r}")
+        if config.train.algorithm not in ("dec", "idec", "dcn"):
+            raise ConfigError("train.algorithm", f"population mode runs dec, idec or dcn, got {config.train.algorithm!r}")
+        if config.selflabel.epochs > 0:
+            raise ConfigError("selflabel.epochs", "population mode has no self-labeling stage; set it to 0")
+        if config.brb.mode not in POPULATION_MODES:
+            raise ConfigError("brb.mode", f"population mode runs {', '.join(POPULATION_MODES)}, got {config.brb.mode!r}")
+    first = _shared_fields(configs[0])
+    for member, config in enumerate(configs[1:], 1):
+        for field, value in _shared_fields(config).items():
+            if value != first[field]:
+                raise ConfigError(field, f"member {member} has {value!r} but member 0 has {first[field]!r}; members "
+                                         f"may differ only in {', '.join(VARYING_FIELDS)}")
+
+
+def _shared_fields(config: TrialConfig) -> dict[str, Any]:
+    return {k: v for k, v in flatten(config).items() if k not in VARYING_FIELDS}
+
+
+class Member:
+    """One trial of the population: its Trial (for setup, resets and scoring), its record and its report."""
+
+    def __init__(self, index: int, trial: Trial, result: TrialRecord, report: MemberReport):
+        self.index = index
+        self.trial = trial
+        self.result = result
+        self.report = lambda record: report(index, record)
+        self.embedding: torch.Tensor | None = None
+        self.final: EpochRecord | None = None
+
+
+def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberReport | None = None, *,
+                   dataset: Dataset | None = None, pretrain_cache: Path | str | None = None) -> list[TrialRecord]:
+    """Run every config as one stacked model; returns one TrialRecord per config, in order.
+
+    report(member_index, record) is called for every member epoch (pretraining, then clustering). Members with the
+    same seed pretrain once: without pretrain_cache a temporary cache serves this call. A member whose loss or
+    centroids go non-finite is recorded as failed and the others go on. Timings of the clustering stage
+    (cluster_time_s, wall_time_s, EpochRecord.time_s) are the population's, shared by its members; no checkpoints.
+    """
+    configs = [c if isinstance(c, TrialConfig) else make_config(c) for c in configs]
+    check_stackable(configs)
+    report = report or (lambda index, record: None)
+    started = time.perf_counter()
+    device = resolve_device(configs[0].device)
+    data = (dataset or load_dataset(configs[0].data.name, data_dir=configs[0].data.dir)).to(device)
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = Path(pretrain_cache) if pretrain_cache is not None else Path(scratch)
+        members = [_prepare(i, c, data, device, cache, report, started) for i, c in enumerate(configs)]
+    alive = [m for m in members if m.result.status == "running"]
+    if alive:
+        t0 = time.perf_counter()
+        _cluster_stage(alive, data, started)
+        for member in alive:
+            member.result.cluster_time_s = time.perf_counter() - t0
+            if member.result.status == "running":
+                _finish(member, data)
+    for member in members:
+        member.result.wall_time_s = time.perf_counter() - started
+    return [m.result for m in members]
+
+
+def _prepare(index: int, config: TrialConfig, data: Dataset, device: torch.device, cache: Path,
+             report: MemberReport, started: float) -> Member:
+    """The member's Trial, pretrained (or from the cache) and with its initial k-means, as fit() builds it."""
+    result = TrialRecord(config=flatten(config), status="running", device=str(device), versions=versions())
+    trial = Trial(config, data, device)
+    member = Member(index, trial, result, report)
+    t0 = time.perf_counter()
+    try:
+        result.pretrain_cached = pretrain(trial, cache, member.report, lambda: time.perf_counter() - started)
+        trial.init_clustering()
+    except TrialDiverged as exc:
+        result.status, result.error = "failed", str(exc)
+    result.pretrain_time_s = time.perf_counter() - t0
+    return member
+
+
+def _cluster_stage(members: list[Member], data: Dataset, started: float) -> None:
+    """Clustering epochs of every member in lock step; diverged members leave the stack at the end of an epoch."""
+    config = members[0].trial.config
+    stack = StackedModels([m.trial.model for m in members])
+    adam = StackedAdam(stack.flat, [m.trial.config.train.lr for m in members])
+    for epoch in range(config.train.epochs):
+        t_epoch = time.perf_counter()
+        records = [EpochRecord(phase="cluster", epoch=epoch) for _ in members]
+        for row, (member, record) in enumerate(zip(members, records)):
+            if member.trial.is_periodic_epoch(epoch):
+                _periodic_step(member, record, stack, adam, row)
+        losses = _train_epoch(members, stack, adam, data)
+        for member, record, terms in zip(members, records, losses):
+            for name, value in terms.items():
+                setattr(record, name, value)
+            member.trial.epoch = epoch
+            member.result.epochs_done = epoch + 1
+        kept = [row for row, m in enumerate(members) if not _diverged(m, losses[row], stack.centers()[row], epoch)]
+        if len(kept) < len(members):
+            members, records = [members[r] for r in kept], [records[r] for r in kept]
+            stack.keep(kept, [m.trial.model for m in members])
+            adam.keep(kept)
+        last = epoch == config.train.epochs - 1
+        if members and (last or epoch % config.eval.every == 0):
+            _evaluate(members, records, stack, data, last)
+        for member, record in zip(members, records):
+            record.time_s = time.perf_counter() - t_epoch
+            record.elapsed_s = time.perf_counter() - started
+            member.report(record)
+            if last:
+                member.final = record
+        if not members:
+            return
+
+
+def _periodic_step(member: Member, record: EpochRecord, stack: StackedModels, adam: StackedAdam, row: int) -> None:
+    """The plain path's BRB step on the member's own modules (views of the stack), then its centroid moments."""
+    trial = member.trial
+    t0 = time.perf_counter()
+    trial.periodic_step()  # its torch optimizer never stepped, so only the stacked moments need zeroing
+    if trial.config.brb.reset_momentum and trial.model.learnable_centers:
+        adam.zero_moments(row, stack.slots["centers"])
+    _sync(trial.device)
+    record.reset_applied = True
+    record.reset_time_s = time.perf_counter() - t0
+    member.result.reset_time_s += record.reset_time_s
+
+
+def _train_epoch(members: list[Member], stack: StackedModels, adam: StackedAdam,
+                 data: Dataset) -> list[dict[str, float]]:
+    """One epoch of minibatch steps for every member at once; returns each member's mean loss terms."""
+    cfg = members[0].trial.config.train
+    order, x, x_aug = _epoch_data(members, data)
+    totals: dict[str, torch.Tensor] = {}
+    for start in range(0, data.n, cfg.batch_size):
+        batch = slice(start, start + cfg.batch_size)
+        index, xb = order[:, batch], x[:, batch]
+        terms = stack.terms(xb, x_aug[:, batch] if x_aug is not None else None, index)
+        (grad,) = torch.autograd.grad(terms["loss"].sum(), stack.flat)  # members' losses share no parameters
+        if cfg.grad_clip is not None:
+            clip_per_member(grad, cfg.grad_clip)
+        adam.step(stack.flat, grad)
+        if cfg.algorithm == "dcn":
+            stack.dcn_after_step(xb, index)
+        for name, value in terms.items():  # accumulate on the device: no host sync per step
+            totals[name] = totals.get(name, 0.0) + value.detach() * index.shape[1]
+    means = {name: (value / data.n).tolist() for name, value in totals.items()}
+    return [{name: values[row] for name, values in means.items()} for row in range(len(members))]
+
+
+def _epoch_data(members: list[Member], data: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(M, n) sample order, (M, n, ...) shuffled data and its augmentation, each member drawing from its own generator
+    exactly as epoch_batches draws in the plain path."""
+    cfg = members[0].trial.config.train
+    per_member = []
+    for member in members:
+        trial = member.trial
+        augmenter = trial.augmenter if cfg.augment else None
+        parts = list(epoch_batches(data.x, cfg.batch_size, trial.generator, augmenter))
+        per_member.append([torch.cat(p) if p[0] is not None else None for p in zip(*parts)])
+    order, x, x_aug = (list(p) for p in zip(*per_member))
+    return torch.stack(order), torch.stack(x), (torch.stack(x_aug) if x_aug[0] is not None else None)
+
+
+def _diverged(member: Member, terms: dict[str, float], centers: torch.Tensor, epoch: int) -> bool:
+    """Mark the member failed, with fit()'s reason, when a loss or a centroid is non-finite."""
+    if all(math.isfinite(v) for v in terms.values()) and bool(torch.isfinite(centers).all()):
+        return False
+    member.result.status = "failed"
+    member.result.error = str(TrialDiverged(f"non-finite loss at clustering epoch {epoch}: {terms}"))
+    return True
+
+
+@torch.no_grad()
+def _evaluate(members: list[Member], records: list[EpochRecord], stack: StackedModels, data: Dataset,
+              last: bool) -> None:
+    """Every member's metrics from one stacked embedding of the whole dataset."""
+    z = stack.embed(data.x)
+    labels = stack.predict(z)
+    centers = stack.centers()
+    for row, (member, record) in enumerate(zip(members, records)):
+        member.trial.score(record, z[row], labels[row])
+        record.ratio_share = metrics.distance_ratio_share(z[row], centers[row],
+                                                          member.trial.config.eval.ratio_threshold)
+        if last:  # nothing changes after the last epoch: this is the final embedding fit() reports
+            member.embedding = z[row]
+
+
+def _finish(member: Member, data: Dataset) -> None:
+    """Final metrics, k-means scores on the final embedding, labels and embedding, as fit() fills them."""
+    result, trial = member.result, member.trial
+    result.final = {m: getattr(member.final, m) for m in FINAL_METRICS}
+    result.final.update(_kmeans_scores(member.embedding, data, trial.generator))
+    result.labels = trial.prev_labels.cpu().numpy().astype(np.int32)
+    result.embedding = member.embedding.cpu().numpy().astype(np.float32)
+    result.status = "finished"
