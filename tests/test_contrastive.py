@@ -176,3 +176,21 @@ def test_trials_differing_only_in_self_labeling_share_the_clustering_stage(colou
 
     assert upstream(second_records) == upstream(first_records)  # replayed as recorded
     assert len(list(tmp_path.glob("cluster-*.pt"))) == 1
+
+
+def test_contrastive_clustering_loss_decreases_on_a_fixed_batch(colour_digits):
+    trial = Trial(_config(), colour_digits, torch.device("cpu"))
+    trial.init_clustering()
+    g = torch.Generator().manual_seed(2)
+    index = torch.arange(64)
+    x = colour_digits.x[index]
+    a, b = trial.augmenter(x, g), trial.augmenter(x, g)
+    losses = []
+    for _ in range(12):
+        terms = trial.model(a, b, index)
+        trial.optimizer.zero_grad()
+        terms["loss"].backward()
+        trial.optimizer.step()
+        losses.append({name: value.item() for name, value in terms.items()})
+    assert set(losses[0]) == {"loss", "loss_cluster", "loss_contrastive"}
+    assert losses[-1]["loss"] < 0.9 * losses[0]["loss"]
