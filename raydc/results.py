@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from raydc.store import TRIALS_FILE, ResultStore, config_fields
 
@@ -44,11 +46,15 @@ def load_trials(study_dir: Path | str, finished_only: bool = True) -> pd.DataFra
     return trials
 
 
-def load_epochs(study_dir: Path | str, trials: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Clustering-phase rows of epochs.parquet joined with their trial's configuration columns."""
+def load_epochs(study_dir: Path | str, trials: pd.DataFrame | None = None,
+                phase: str | tuple[str, ...] = "cluster") -> pd.DataFrame:
+    """Rows of epochs.parquet in ``phase`` (one name or several: "cluster", "selflabel_warmup", "selflabel",
+    "pretrain") joined with their trial's configuration columns."""
     trials = load_trials(study_dir) if trials is None else trials
-    epochs = ResultStore(study_dir).epochs().to_pandas()
-    epochs = epochs[epochs["phase"] == "cluster"]
+    phases = (phase,) if isinstance(phase, str) else tuple(phase)
+    table = ResultStore(study_dir).epochs()
+    # Filter in Arrow: the pretraining rows of a large study need never become a pandas frame.
+    epochs = table.filter(pc.is_in(table["phase"], pa.array(phases, pa.string()))).to_pandas()
     keep = ["trial_id", "config_id", "seed", *configuration_columns()]
     return epochs.merge(trials[keep], on="trial_id", how="inner")
 

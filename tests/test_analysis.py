@@ -133,7 +133,7 @@ def test_report_writes_every_figure_and_table(study, tmp_path, capsys):
     assert (out / "ablation_acc.md").read_text().count("\n") > 20
     assert "<table>" in (out / "selection.html").read_text()
     printed = capsys.readouterr().out
-    assert "skipped sensitivity_resl_R_alpha_optdigits.png: the study has no resl.alpha column" in printed
+    assert "skipped sensitivity_resl_R_alpha_optdigits.png: no finished trial has resl.strategy = sp" in printed
 
 
 def test_report_skips_what_a_study_lacks(tmp_path, capsys):

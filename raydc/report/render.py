@@ -10,8 +10,10 @@ from raydc.results import load_epochs, load_trials
 from raydc.report.ablations import ablation_html, ablation_markdown, ablation_summary, plot_relative_change
 from raydc.report.dynamics import plot_dynamics
 from raydc.report.selection import plot_selection_scatter, selection_html, selection_markdown
+from raydc.report.selflabeling import plot_selflabeling, plot_stability
 from raydc.report.sensitivity import GRIDS, plot_sensitivity
 from raydc.report.style import MissingDimension, save
+from raydc.report.sweeps import plot_sweeps, sweep_markdown
 from raydc.report.variants import pretrained
 from raydc.select import DEFAULT_SELECTION, run_selection
 
@@ -36,6 +38,7 @@ def render_report(study_dir: Path | str, out_dir: Path | str | None = None,
     if trials.empty:
         raise MissingDimension(f"{study_dir}: no finished trials")
     epochs = load_epochs(study_dir, trials)
+    selflabel_epochs = load_epochs(study_dir, trials, phase="selflabel")
     datasets = sorted(trials["data.name"].unique())
 
     def skip(name: str, reason: MissingDimension) -> None:
@@ -72,6 +75,11 @@ def render_report(study_dir: Path | str, out_dir: Path | str | None = None,
         for setting in sorted(pretrained(trials[trials["data.name"] == dataset]).unique()):
             name = f"dynamics_{dataset}_{'pretrained' if setting else 'scratch'}.png"
             attempt(name, lambda: plot_dynamics(epochs, dataset, bool(setting)))
+    for dataset in datasets:
+        attempt(f"lfss_sweeps_{dataset}.md", lambda: sweep_markdown(trials, dataset))
+        attempt(f"lfss_sweeps_{dataset}.png", lambda: plot_sweeps(trials, dataset))
+        attempt(f"lfss_stability_{dataset}.png", lambda: plot_stability(epochs, dataset))
+        attempt(f"selflabel_dynamics_{dataset}.png", lambda: plot_selflabeling(selflabel_epochs, dataset))
     _, configs, selection = run_selection(study_dir, criteria)
     attempt("selection.md", lambda: selection_markdown(selection))
     attempt("selection.html", lambda: selection_html(selection))

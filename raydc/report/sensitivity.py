@@ -57,6 +57,9 @@ def grid_trials(trials: pd.DataFrame, grid: Grid) -> pd.DataFrame:
     if absent:
         raise MissingDimension(f"the study has no {absent[0]} column")
     inside = _matching(trials, grid.only)
+    if inside.empty and grid.only is not None:
+        column, value = grid.only
+        raise MissingDimension(f"no finished trial has {column} = {value}")
     for axis in (grid.rows, grid.cols):
         if inside[axis].nunique() < 2:
             raise MissingDimension(f"{axis} takes {inside[axis].nunique()} value(s) in the grid's trials; need ≥ 2")
