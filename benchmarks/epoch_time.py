@@ -15,7 +15,7 @@ import torch
 
 from raydc.config import make_config
 from raydc.data.dataset import standardize
-from raydc.train import Trial, _sync
+from raydc.train import Trial, sync_device
 
 
 def synthetic_mnist(n: int, k: int = 10, seed: int = 0):
@@ -37,18 +37,18 @@ def time_trial(algorithm: str, args: argparse.Namespace, data) -> tuple[float, f
     trial.init_clustering()
     epoch_times, step_times = [], []
     for i in range(args.epochs + 1):  # the first epoch warms up kernels and allocator
-        _sync(device)
+        sync_device(device)
         t0 = time.perf_counter()
         trial.train_epoch()
         from raydc.records import EpochRecord
 
         trial.evaluate(EpochRecord(phase="cluster", epoch=i))
-        _sync(device)
+        sync_device(device)
         if i:
             epoch_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         trial.periodic_step()
-        _sync(device)
+        sync_device(device)
         if i:
             step_times.append(time.perf_counter() - t0)
     return statistics.median(epoch_times), statistics.median(step_times)

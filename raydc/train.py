@@ -330,7 +330,7 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
         result.final = {m: getattr(final, m) for m in FINAL_METRICS}
         result.epochs_done = trial.epoch + 1
         z = embed(eval_net, data.x)
-        result.final.update(_kmeans_scores(z, data, trial.generator))
+        result.final.update(kmeans_scores(z, data, trial.generator))
         result.labels = trial.prev_labels.cpu().numpy().astype(np.int32)
         result.embedding = z.cpu().numpy().astype(np.float32)
         result.status = "finished"
@@ -412,7 +412,7 @@ def cluster_stage(trial: Trial, report: Report, save: Callable[..., None], elaps
         if trial.is_periodic_epoch(epoch):
             t_reset = time.perf_counter()
             trial.periodic_step()
-            _sync(trial.device)
+            sync_device(trial.device)
             record.reset_applied = True
             record.reset_time_s = time.perf_counter() - t_reset
             result.reset_time_s += record.reset_time_s
@@ -470,12 +470,13 @@ def self_labeling_stage(trial: Trial, stage: SelfLabeling, saved: dict[str, Any]
     return final
 
 
-def _kmeans_scores(z: torch.Tensor, data: Dataset, generator: torch.Generator) -> dict[str, float]:
+def kmeans_scores(z: torch.Tensor, data: Dataset, generator: torch.Generator) -> dict[str, float]:
+    """ACC/NMI/ARI of a fresh k-means on the embedding (as ClustPy reports `labels_`)."""
     _, labels = kmeans(z, data.n_clusters, generator, n_init=INIT_KMEANS_RESTARTS)
     y = data.y
     return dict(zip(KMEANS_METRICS, (metrics.cluster_acc(y, labels), metrics.nmi(y, labels), metrics.ari(y, labels))))
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

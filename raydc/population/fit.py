@@ -14,20 +14,28 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from raydc import metrics
+from raydc.batches import epoch_batches
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
 from raydc.data import Dataset, load_dataset
-from raydc.batches import epoch_batches
 from raydc.errors import TrialDiverged
 from raydc.population.stack import StackedAdam, StackedModels, clip_per_member
 from raydc.records import FINAL_METRICS, EpochRecord, TrialRecord
-from raydc.train import Trial, _kmeans_scores, _sync, pretrain, resolve_device, versions
+from raydc.train import (
+    Trial,
+    kmeans_scores,
+    sync_device,
+    pretrain_and_init,
+    resolve_device,
+    versions,
+)
 
 MemberReport = Callable[[int, EpochRecord], None]
 VARYING_FIELDS = ("seed", "brb.alpha", "brb.interval", "train.lr")
@@ -63,7 +71,6 @@ class Member:
     """One trial of the population: its Trial (for setup, resets and scoring), its record and its report."""
 
     def __init__(self, index: int, trial: Trial, result: TrialRecord, report: MemberReport):
-        self.index = index
         self.trial = trial
         self.result = result
         self.report = lambda record: report(index, record)
@@ -108,13 +115,11 @@ def _prepare(index: int, config: TrialConfig, data: Dataset, device: torch.devic
     result = TrialRecord(config=flatten(config), status="running", device=str(device), versions=versions())
     trial = Trial(config, data, device)
     member = Member(index, trial, result, report)
-    t0 = time.perf_counter()
     try:
-        result.pretrain_cached = pretrain(trial, cache, member.report, lambda: time.perf_counter() - started)
-        trial.init_clustering()
+        result.pretrain_cached = pretrain_and_init(trial, cache, member.report, lambda: time.perf_counter() - started,
+                                                   result)
     except TrialDiverged as exc:
         result.status, result.error = "failed", str(exc)
-    result.pretrain_time_s = time.perf_counter() - t0
     return member
 
 
@@ -122,7 +127,7 @@ def _cluster_stage(members: list[Member], data: Dataset, started: float) -> None
     """Clustering epochs of every member in lock step; diverged members leave the stack at the end of an epoch."""
     config = members[0].trial.config
     stack = StackedModels([m.trial.model for m in members])
-    adam = StackedAdam(stack.flat, [m.trial.config.train.lr for m in members])
+    adam = StackedAdam(stack.params, [m.trial.config.train.lr for m in members])
     for epoch in range(config.train.epochs):
         t_epoch = time.perf_counter()
         records = [EpochRecord(phase="cluster", epoch=epoch) for _ in members]
@@ -130,12 +135,7 @@ def _cluster_stage(members: list[Member], data: Dataset, started: float) -> None
             if member.trial.is_periodic_epoch(epoch):
                 _periodic_step(member, record, stack, adam, row)
         losses = _train_epoch(members, stack, adam, data)
-        for member, record, terms in zip(members, records, losses):
-            for name, value in terms.items():
-                setattr(record, name, value)
-            member.trial.epoch = epoch
-            member.result.epochs_done = epoch + 1
-        kept = [row for row, m in enumerate(members) if not _diverged(m, losses[row], stack.centers()[row], epoch)]
+        kept = _record_losses(members, records, losses, stack, epoch)
         if len(kept) < len(members):
             members, records = [members[r] for r in kept], [records[r] for r in kept]
             stack.keep(kept, [m.trial.model for m in members])
@@ -153,14 +153,30 @@ def _cluster_stage(members: list[Member], data: Dataset, started: float) -> None
             return
 
 
+def _record_losses(members: list[Member], records: list[EpochRecord], losses: list[dict[str, float]],
+                   stack: StackedModels, epoch: int) -> list[int]:
+    """Fill each finite member's record with its losses; returns the rows of the members that did not diverge."""
+    finite_centers = torch.isfinite(stack.centers()).flatten(1).all(1).tolist()  # one host sync per epoch
+    kept = []
+    for row, (member, record) in enumerate(zip(members, records)):
+        if _diverged(member, losses[row], finite_centers[row], epoch):
+            continue
+        for name, value in losses[row].items():
+            setattr(record, name, value)
+        member.trial.epoch = epoch
+        member.result.epochs_done = epoch + 1
+        kept.append(row)
+    return kept
+
+
 def _periodic_step(member: Member, record: EpochRecord, stack: StackedModels, adam: StackedAdam, row: int) -> None:
     """The plain path's BRB step on the member's own modules (views of the stack), then its centroid moments."""
     trial = member.trial
     t0 = time.perf_counter()
     trial.periodic_step()  # its torch optimizer never stepped, so only the stacked moments need zeroing
     if trial.config.brb.reset_momentum and trial.model.learnable_centers:
-        adam.zero_moments(row, stack.slots["centers"])
-    _sync(trial.device)
+        adam.zero_moments(row, "centers")
+    sync_device(trial.device)
     record.reset_applied = True
     record.reset_time_s = time.perf_counter() - t0
     member.result.reset_time_s += record.reset_time_s
@@ -176,10 +192,10 @@ def _train_epoch(members: list[Member], stack: StackedModels, adam: StackedAdam,
         batch = slice(start, start + cfg.batch_size)
         index, xb = order[:, batch], x[:, batch]
         terms = stack.terms(xb, x_aug[:, batch] if x_aug is not None else None, index)
-        (grad,) = torch.autograd.grad(terms["loss"].sum(), stack.flat)  # members' losses share no parameters
+        grads = stack.gradients(terms["loss"].sum())  # members share no parameters: the sum's gradient is each one's
         if cfg.grad_clip is not None:
-            clip_per_member(grad, cfg.grad_clip)
-        adam.step(stack.flat, grad)
+            clip_per_member(grads, cfg.grad_clip)
+        adam.step(stack.params, grads)
         if cfg.algorithm == "dcn":
             stack.dcn_after_step(xb, index)
         for name, value in terms.items():  # accumulate on the device: no host sync per step
@@ -202,12 +218,12 @@ def _epoch_data(members: list[Member], data: Dataset) -> tuple[torch.Tensor, tor
     return torch.stack(order), torch.stack(x), (torch.stack(x_aug) if x_aug[0] is not None else None)
 
 
-def _diverged(member: Member, terms: dict[str, float], centers: torch.Tensor, epoch: int) -> bool:
+def _diverged(member: Member, terms: dict[str, float], finite_centers: bool, epoch: int) -> bool:
     """Mark the member failed, with fit()'s reason, when a loss or a centroid is non-finite."""
-    if all(math.isfinite(v) for v in terms.values()) and bool(torch.isfinite(centers).all()):
+    if finite_centers and all(math.isfinite(v) for v in terms.values()):
         return False
     member.result.status = "failed"
-    member.result.error = str(TrialDiverged(f"non-finite loss at clustering epoch {epoch}: {terms}"))
+    member.result.error = f"non-finite loss at clustering epoch {epoch}: {terms}"
     return True
 
 
@@ -230,7 +246,7 @@ def _finish(member: Member, data: Dataset) -> None:
     """Final metrics, k-means scores on the final embedding, labels and embedding, as fit() fills them."""
     result, trial = member.result, member.trial
     result.final = {m: getattr(member.final, m) for m in FINAL_METRICS}
-    result.final.update(_kmeans_scores(member.embedding, data, trial.generator))
+    result.final.update(kmeans_scores(member.embedding, data, trial.generator))
     result.labels = trial.prev_labels.cpu().numpy().astype(np.int32)
     result.embedding = member.embedding.cpu().numpy().astype(np.float32)
     result.status = "finished"

@@ -1,7 +1,7 @@
 """Many same-shaped centroid models as one: parameters and buffers stacked on a leading member axis.
 
-The trainable parameters of all members live in one (M, P) tensor, so Adam is a handful of elementwise
-kernels however many members there are. Each member's own modules are rebound to views of its row, so the
+Every parameter is one (M, ...) tensor holding all members, so a forward, a backward and an Adam step are the same
+few kernels however many members there are. Each member's own modules are rebound to views of its row, so the
 plain path's code (soft resets, reclustering, centroid replacement, embedding) acts on the stack in place.
 The forward pass is the member model's own forward, run for every member at once by torch.func.vmap.
 """
@@ -29,30 +29,26 @@ class StackedModels:
     def __init__(self, models: list[CentroidModel]):
         self.template = models[0]
         # DEC never runs the decoder: its weights get no gradient, so Adam leaves them alone, as in the plain path.
-        self.trainable = [name for name, _ in models[0].named_parameters()
-                          if models[0].uses_auxiliary or not name.startswith("net.decoder.")]
-        self.shapes = {name: p.shape for name, p in models[0].named_parameters()}
-        self.slots: dict[str, slice] = {}
-        start = 0
-        for name in self.trainable:
-            self.slots[name] = slice(start, start + self.shapes[name].numel())
-            start = self.slots[name].stop
+        trainable = [name for name, _ in models[0].named_parameters()
+                     if models[0].uses_auxiliary or not name.startswith("net.decoder.")]
         with torch.no_grad():
-            rows = [torch.cat([dict(m.named_parameters())[name].flatten() for name in self.trainable]) for m in models]
-            self.flat = torch.stack(rows).requires_grad_()
             held = [dict(m.named_parameters()) | dict(m.named_buffers()) for m in models]
-            self.fixed = {name: torch.stack([h[name].detach() for h in held])
-                          for name in held[0] if name not in self.slots}
+            stacked = {name: torch.stack([h[name].detach() for h in held]) for name in held[0]}
+        self.params = {name: stacked.pop(name).requires_grad_() for name in trainable}
+        self.fixed = stacked
         self.bind(models)
 
     @property
     def size(self) -> int:
-        return self.flat.shape[0]
+        return len(self.fixed["counts"])
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """Every parameter and buffer as an (M, ...) tensor; trainable ones are views of `flat` (gradients flow)."""
-        views = {name: self.flat[:, s].view(self.size, *self.shapes[name]) for name, s in self.slots.items()}
-        return views | self.fixed
+        """Every parameter and buffer as an (M, ...) tensor."""
+        return self.params | self.fixed
+
+    def gradients(self, loss: torch.Tensor) -> list[torch.Tensor]:
+        """Gradient of `loss` with respect to every trainable (M, ...) parameter, in `params` order."""
+        return list(torch.autograd.grad(loss, list(self.params.values())))
 
     @torch.no_grad()
     def bind(self, models: list[CentroidModel]) -> None:
@@ -68,8 +64,8 @@ class StackedModels:
     @torch.no_grad()
     def keep(self, rows: list[int], models: list[CentroidModel]) -> None:
         """Drop every member not in `rows` (e.g. diverged ones); `models` are the kept members, in order."""
-        index = torch.tensor(rows, device=self.flat.device)
-        self.flat = self.flat[index].requires_grad_()
+        index = torch.tensor(rows, device=self.fixed["counts"].device)
+        self.params = {name: t[index].requires_grad_() for name, t in self.params.items()}
         self.fixed = {name: t[index] for name, t in self.fixed.items()}
         self.bind(models)
 
@@ -107,43 +103,60 @@ class StackedModels:
         z = self.encode(x)
         labels = self.predict(z)
         self.fixed["assignments"].scatter_(1, index, labels)
-        vmap(dcn_update_centers)(self.fixed["centers"], self.fixed["counts"], z, labels)
+        vmap(dcn_update_centers, out_dims=None)(self.fixed["centers"], self.fixed["counts"], z, labels)  # in place
 
 
 class StackedAdam:
-    """torch.optim.Adam (β 0.9/0.999, eps 1e-8, no weight decay) on an (M, P) tensor, one learning rate per member."""
+    """torch.optim.Adam (β 0.9/0.999, eps 1e-8, no weight decay) on (M, ...) parameters, one learning rate per member.
 
-    def __init__(self, flat: torch.Tensor, lr: list[float]):
-        self.lr = torch.tensor(lr, dtype=torch.float64, device=flat.device)  # step sizes in double, as torch's
-        self.exp_avg = torch.zeros_like(flat, requires_grad=False)
-        self.exp_avg_sq = torch.zeros_like(flat, requires_grad=False)
+    The arithmetic is Adam's, in its order (lerp, addcmul, bias corrections and step sizes in double); it may still
+    differ from the fused kernel that make_adam uses in the last bit of some entries.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], lr: list[float]):
+        first = next(iter(params.values()))
+        self.lr = torch.tensor(lr, dtype=torch.float64, device=first.device)
+        self.names = list(params)
+        self.exp_avg = [torch.zeros_like(p) for p in params.values()]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params.values()]
         self.steps = 0  # every trainable entry gets a gradient at every step, so one count serves all
 
     @torch.no_grad()
-    def step(self, flat: torch.Tensor, grad: torch.Tensor) -> None:
-        # The operations, their order and their float32 constants of the fused CPU/CUDA Adam kernel that
-        # make_adam uses, so a member steps bit for bit like a plain trial.
-        beta1, beta2 = (float(torch.tensor(b, dtype=torch.float32)) for b in BETAS)
-        one = torch.tensor(1.0, dtype=torch.float32)
+    def step(self, params: dict[str, torch.Tensor], grads: list[torch.Tensor]) -> None:
+        beta1, beta2 = BETAS
         self.steps += 1
-        self.exp_avg.lerp_(grad, float(one - beta1))
-        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=float(one - beta2))
-        step_size = (self.lr / (1 - BETAS[0] ** self.steps)).to(flat.dtype)
-        denom = (self.exp_avg_sq.sqrt() / math.sqrt(1 - BETAS[1] ** self.steps)).add_(EPS)
-        flat.addcdiv_(self.exp_avg * step_size.unsqueeze(1), denom, value=-1)
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(self.exp_avg_sq, beta2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - beta2)
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, math.sqrt(1 - beta2 ** self.steps))
+        torch._foreach_add_(denom, EPS)
+        step_size = (self.lr / (1 - beta1 ** self.steps)).to(grads[0].dtype)
+        scaled = [m * _per_member(step_size, m) for m in self.exp_avg]
+        torch._foreach_addcdiv_(list(params.values()), scaled, denom, value=-1)
 
     @torch.no_grad()
-    def zero_moments(self, row: int, slot: slice) -> None:
-        """Forget member `row`'s moments of the entries in `slot` (BRB's centroid momentum reset)."""
-        self.exp_avg[row, slot] = 0
-        self.exp_avg_sq[row, slot] = 0
+    def zero_moments(self, row: int, name: str) -> None:
+        """Forget member `row`'s moments of parameter `name` (BRB's centroid momentum reset)."""
+        i = self.names.index(name)
+        self.exp_avg[i][row] = 0
+        self.exp_avg_sq[i][row] = 0
 
     def keep(self, rows: list[int]) -> None:
         index = torch.tensor(rows, device=self.lr.device)
-        self.lr, self.exp_avg, self.exp_avg_sq = self.lr[index], self.exp_avg[index], self.exp_avg_sq[index]
+        self.lr = self.lr[index]
+        self.exp_avg = [m[index] for m in self.exp_avg]
+        self.exp_avg_sq = [v[index] for v in self.exp_avg_sq]
 
 
-def clip_per_member(grad: torch.Tensor, max_norm: float) -> None:
-    """clip_grad_norm_ of each member's gradient row on its own, in place."""
-    scale = (max_norm / (grad.norm(dim=1) + CLIP_EPS)).clamp_max(1.0)
-    grad.mul_(scale.unsqueeze(1))
+def _per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(M,) values shaped to broadcast over an (M, ...) tensor."""
+    return values.view(-1, *[1] * (like.dim() - 1))
+
+
+def clip_per_member(grads: list[torch.Tensor], max_norm: float) -> None:
+    """clip_grad_norm_ of each member's gradients on their own, in place."""
+    norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    scale = (max_norm / (norms + CLIP_EPS)).clamp_max(1.0)
+    for g in grads:
+        g.mul_(_per_member(scale, g))
