@@ -20,15 +20,21 @@ PREDICT_CHUNK = 8192  # samples per forward pass when predicting the whole set
 
 
 class Classifier(nn.Module):
-    """The deep-clustering encoder with a linear cluster head: logits = head(net.encode(x))."""
+    """The deep-clustering encoder with a linear cluster head on its standardised embedding.
+
+    logits = head(norm(net.encode(x))): a clustering embedding can have norms in the hundreds, which would
+    make a fresh head's logits saturate; per-dimension standardisation (BatchNorm without affine parameters)
+    keeps the centroids' Voronoi cells linearly separable, so the head can learn the clustering labels.
+    """
 
     def __init__(self, net: nn.Module, embedding_dim: int, n_clusters: int):
         super().__init__()
         self.net = net
+        self.norm = nn.BatchNorm1d(embedding_dim, affine=False)
         self.head = nn.Linear(embedding_dim, n_clusters)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.net.encode(x))
+        return self.head(self.norm(self.net.encode(x)))
 
 
 def make_weight_decay_adam(params, lr: float, weight_decay: float) -> torch.optim.Adam:
@@ -57,13 +63,15 @@ class SelfLabeling:
         The encoder is frozen and kept in eval mode, so its BatchNorm statistics do not drift while the head
         learns to read the features the clustering stage produced.
         """
-        net, head = self.classifier.net, self.classifier.head
+        net, norm, head = self.classifier.net, self.classifier.norm, self.classifier.head
         net.eval()
+        norm.train()  # its running statistics are learnt here, from the frozen embedding
         labels = cluster_labels.to(self.x.device)
         total = torch.zeros((), device=self.x.device)
         for index, batch, weak in epoch_batches(self.x, self.batch_size, self.generator, self.weak_augmenter):
             with torch.no_grad():
                 features = net.encode(batch if weak is None else weak)
+                features = norm(features)
             loss = F.cross_entropy(head(features), labels[index])
             self.head_optimizer.zero_grad(set_to_none=True)
             loss.backward()
