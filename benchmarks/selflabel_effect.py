@@ -33,7 +33,9 @@ def run_one(job: tuple[str, int, argparse.Namespace, str]) -> tuple[str, int, di
                       lfss={"warmup_epochs": args.lfss_epochs // 5})
     else:
         config.update(pretrain={"epochs": args.pretrain_epochs}, train={"algorithm": "idec", "epochs": args.epochs},
-                      brb={"interval": 10}, selflabel={"epochs": args.selflabel_epochs, "warmup_epochs": 5},
+                      brb={"interval": 10}, selflabel={"epochs": args.selflabel_epochs,
+                                                       "warmup_epochs": args.warmup_epochs,
+                                                       "threshold": args.threshold},
                       resl={"strategy": variant, "interval": 5})
     records = []
     started = time.perf_counter()
@@ -47,7 +49,7 @@ def run_one(job: tuple[str, int, argparse.Namespace, str]) -> tuple[str, int, di
 
 
 def _mean_std(values: list[float]) -> str:
-    values = [100 * v for v in values]
+    values = [100 * v for v in values if v == v]  # NaN (e.g. NMI match with nothing confident) is left out
     if not values:
         return "-"
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -76,6 +78,8 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=60, help="clustering epochs")
     parser.add_argument("--selflabel-epochs", type=int, default=30)
+    parser.add_argument("--warmup-epochs", type=int, default=20, help="self-labeling head warm-up epochs")
+    parser.add_argument("--threshold", type=float, default=0.99, help="self-labeling confidence threshold")
     parser.add_argument("--lfss-epochs", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
@@ -94,7 +98,8 @@ def main() -> None:
         results.setdefault(variant, []).append(scores)
         print(f"{variant} seed {seed}: {({k: round(v, 4) for k, v in scores.items()})} ({secs:.0f}s)", flush=True)
     print(f"\n{args.dataset}: IDEC+BRB ({args.pretrain_epochs} pretraining, {args.epochs} clustering epochs), then "
-          f"{args.selflabel_epochs} self-labeling epochs; seeds {args.seeds}; {time.perf_counter() - started:.0f}s")
+          f"{args.warmup_epochs} warm-up + {args.selflabel_epochs} self-labeling epochs (threshold "
+          f"{args.threshold}); seeds {args.seeds}; {time.perf_counter() - started:.0f}s")
     print(f"{'variant':10s} {'ACC after clustering':>22s} {'ACC final':>16s} {'confident':>16s} {'NMI match':>16s}")
     for variant in STRATEGIES:
         rows = [r for r in results.get(variant, []) if r]

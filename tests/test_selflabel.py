@@ -325,3 +325,21 @@ def test_hare_tortoise_stage_clusters_with_tortoise_and_resumes_exactly(digits):
     resumed.load_state_dict(saved)
     assert resumed.train_epoch() == first
     assert torch.equal(resumed.probabilities(), stage.probabilities())
+
+
+def test_no_step_while_nothing_is_confident():
+    """With no confident sample the epoch leaves every weight alone (Adam's L2 decay would otherwise act)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    net.encode = net.forward
+    classifier = Classifier(net, 3, 2)
+    x = torch.randn(40, 1, 2, 2)
+    stage = SelfLabeling(classifier, x, lr=1e-2, weight_decay=1e-2, batch_size=10, threshold=0.999, balance=True,
+                         warmup_epochs=0, strategy=make_strategy("none", alpha=0.8, interval=1, momentum=0.9,
+                                                                 ema_update="step", total_epochs=1,
+                                                                 generator=torch.Generator()),
+                         weak_augmenter=None, strong_augmenter=lambda b, g: b, generator=torch.Generator())
+    before = [p.detach().clone() for p in classifier.parameters()]
+    scores = stage.train_epoch()
+    assert scores["confident_fraction"] == 0 and scores["loss"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, classifier.parameters()))

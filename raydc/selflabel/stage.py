@@ -94,6 +94,10 @@ class SelfLabeling:
         for _, batch, weak in epoch_batches(self.x, self.batch_size, self.generator, self.weak_augmenter):
             with torch.no_grad():
                 probs_weak = F.softmax(classifier(batch if weak is None else weak), dim=1)
+            # No confident sample: no step at all, or Adam's L2 weight decay alone would shrink every weight
+            # by about lr per step (sign descent on θ), collapsing the network while nothing is learnt.
+            if not bool((probs_weak.amax(1) > self.threshold).any()):
+                continue
             logits_strong = classifier(self.strong_augmenter(batch, self.generator))
             loss, n_confident = confidence_cross_entropy(logits_strong, probs_weak, self.threshold, self.balance)
             self.optimizer.zero_grad(set_to_none=True)
