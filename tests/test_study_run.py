@@ -144,3 +144,25 @@ def test_killed_driver_then_resume_gives_exact_rows(ray_cluster, tmp_path):
     assert len(trials) == 6 and {t["status"] for t in trials} == {"finished"}
     assert len(rows(out, "epochs")) == 6 * (PRETRAIN_EPOCHS + 6)
     assert_exact_epochs(out, trials)
+
+
+def test_resl_grid_shares_one_clustering_stage_and_records_self_labeling(ray_cluster, tmp_path):
+    raw = tiny_study("resl", {"resl.strategy": ["none", "sp", "ht"]})
+    raw["base"]["selflabel"] = {"epochs": 2, "warmup_epochs": 1, "batch_size": 500, "threshold": 0.5}
+    raw["base"]["resl"] = {"interval": 1}
+    out = tmp_path / "resl"
+    summary = run_study(parse_study(raw), out)
+    assert summary.counts == {"finished": 3}
+    trials = rows(out, "trials")
+    assert sum(t["cluster_cached"] for t in trials) == 2  # the clustering stage ran once for the three
+    epochs = rows(out, "epochs")
+    for t in trials:
+        phases = [(e["phase"], e["epoch"]) for e in epochs if e["trial_id"] == t["trial_id"]]
+        assert sorted(phases) == sorted([("pretrain", i) for i in range(PRETRAIN_EPOCHS)]
+                                        + [("cluster", i) for i in range(CLUSTER_EPOCHS)]
+                                        + [("selflabel_warmup", 0), ("selflabel", 0), ("selflabel", 1)])
+        last = next(e for e in epochs if e["trial_id"] == t["trial_id"] and e["phase"] == "selflabel"
+                    and e["epoch"] == 1)
+        assert t["acc"] == last["acc"] and 0 <= last["confident_fraction"] <= 1
+    keys = [tuple(e[k] for k in EPOCH_KEY) for e in epochs]
+    assert len(keys) == len(set(keys))
