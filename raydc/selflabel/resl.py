@@ -90,7 +90,7 @@ class ShrinkPerturb(ReSLStrategy):
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())  # checkpoints load onto the device; RNG states live on the host
 
 
 class HareTortoise(ReSLStrategy):

@@ -133,4 +133,4 @@ class SelfLabeling:
         self.optimizer.load_state_dict(state["optimizer"])
         self.head_optimizer.load_state_dict(state["head_optimizer"])
         self.strategy.load_state_dict(state["strategy"])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())  # checkpoints load onto the device; RNG states live on the host
