@@ -167,6 +167,11 @@ class TrialConfig(_Group):
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @property
+    def two_views(self) -> bool:
+        """Contrastive objectives (SimCLR on resnet18, LFSS) learn from two augmented views of each sample."""
+        return self.net.arch == "resnet18" or self.train.algorithm == "lfss"
+
+    @property
     def training_epochs(self) -> int:
         """Epochs a trial reports progress over: clustering, then self-labeling."""
         return self.train.epochs + self.selflabel.epochs
@@ -191,8 +196,7 @@ class TrialConfig(_Group):
             if name not in groups:
                 raise ValueError(f"brb.layers: unknown layer group {name!r} for net.arch={self.net.arch}; "
                                  f"valid: {', '.join(groups)}")
-        contrastive = self.net.arch == "resnet18" or self.train.algorithm == "lfss"
-        if contrastive and not self.train.augment:
+        if self.two_views and not self.train.augment:
             raise ValueError("train.augment: resnet18 and lfss trials learn from two augmented views; set it true")
         if self.train.algorithm == "lfss" and self.brb.mode in RECLUSTERING_MODES:
             raise ValueError(f"brb.mode: lfss runs k-means every epoch, so {self.brb.mode!r} has nothing to "

@@ -28,6 +28,19 @@ def pretrain_key(config: TrialConfig) -> str:
             "seed": config.seed, "format": 1}
     if config.net.arch != "mlp":
         spec["contrastive"] = config.contrastive.temperature
+    return _content_key(spec)
+
+
+def cluster_cache_path(config: TrialConfig, cache: Path | None) -> Path | None:
+    """Where the end of the clustering stage is shared, when a self-labeling stage follows it: every setting
+    upstream of self-labeling is part of the key."""
+    if cache is None or config.selflabel.epochs == 0:
+        return None
+    upstream = config.model_dump(exclude={"device", "checkpoint_every", "selflabel", "resl"})
+    return Path(cache) / f"cluster-{_content_key(upstream)}.pt"
+
+
+def _content_key(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 

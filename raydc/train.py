@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -24,7 +22,7 @@ from raydc.errors import TrialDiverged
 from raydc.data import Dataset, load_dataset, make_augmenter, make_strong_augmenter
 from raydc.nets import build_network
 from raydc.batches import epoch_batches
-from raydc.pretrain import make_adam, pretrained_state
+from raydc.pretrain import cluster_cache_path, is_contrastive, make_adam, pretrained_state
 from raydc.records import FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 from raydc.resets import apply_plan, reset_momentum, reset_plan
 from raydc.selflabel import Classifier, SelfLabeling, make_strategy, nmi_match
@@ -75,8 +73,6 @@ class Trial:
         eval_gen = torch.Generator().manual_seed(config.seed)
         self.eval_index = torch.randperm(data.n, generator=eval_gen)[: config.eval.subsample].to(device)
         self.reset_plan = reset_plan(self.net, config)
-        # Contrastive objectives learn from two augmented views; the others compare a sample with one view.
-        self.two_views = config.net.arch == "resnet18" or config.train.algorithm == "lfss"
         self.model: CentroidModel | LFSS | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.step_model: torch.nn.Module | None = None
@@ -166,7 +162,7 @@ class Trial:
         augmenter = self.augmenter if cfg.augment else None
         self.model.start_epoch(self.epoch + 1, self.data.x)
         for index, batch, batch_aug in epoch_batches(self.data.x, cfg.batch_size, self.generator, augmenter,
-                                                     augment_both=self.two_views):
+                                                     augment_both=self.config.two_views):
             x, x_aug, shard = batch, batch_aug, index
             if world > 1:  # every worker draws the same batch and augmentation, then keeps its shard
                 x, shard = batch[rank::world], index[rank::world]
@@ -351,15 +347,6 @@ class _Recorder:
         self.report(record)
 
 
-def cluster_cache_path(config: TrialConfig, cache: Path | None) -> Path | None:
-    """Where the end of the clustering stage is shared, when a self-labeling stage follows it."""
-    if cache is None or config.selflabel.epochs == 0:
-        return None
-    upstream = config.model_dump(exclude={"device", "checkpoint_every", "selflabel", "resl"})
-    key = hashlib.sha256(json.dumps(upstream, sort_keys=True).encode()).hexdigest()[:20]
-    return Path(cache) / f"cluster-{key}.pt"
-
-
 def replay_cluster_stage(trial: Trial, stored: dict[str, Any], report: Report) -> None:
     """Continue from a shared clustering stage: its state, and its records reported again for this trial."""
     trial.load_state_dict(stored["trial"])
@@ -387,7 +374,7 @@ def timed_cluster_stage(trial: Trial, report: Report, save: Callable[..., None],
 
 def pretrain(trial: Trial, cache: Path | None, report: Report, elapsed: Callable[[], float]) -> bool:
     """Pretrain the trial's network (or load it from the cache), reporting every epoch's loss; True if cached."""
-    loss_field = "loss_contrastive" if trial.config.net.arch == "resnet18" else "loss_reconstruction"
+    loss_field = "loss_contrastive" if is_contrastive(trial.net) else "loss_reconstruction"
 
     def on_epoch(epoch: int, loss: float) -> None:
         report(EpochRecord(phase="pretrain", epoch=epoch, loss=loss, **{loss_field: loss}, elapsed_s=elapsed()))

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from raydc.batches import epoch_batches
 from raydc.data import Augmenter
+from raydc.pretrain import make_adam
 from raydc.selflabel.loss import confidence_cross_entropy
 from raydc.selflabel.resl import ReSLStrategy
 
@@ -37,11 +38,6 @@ class Classifier(nn.Module):
         return self.head(self.norm(self.net.encode(x)))
 
 
-def make_weight_decay_adam(params, lr: float, weight_decay: float) -> torch.optim.Adam:
-    """Adam with L2 weight decay (SCAN's optimizer); the fused kernel updates every tensor in one pass."""
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-
-
 class SelfLabeling:
     """Confidence-thresholded self-training of a Classifier on a z-transformed dataset x (n, C, H, W)."""
 
@@ -54,8 +50,8 @@ class SelfLabeling:
         self.batch_size, self.threshold, self.balance = batch_size, threshold, balance
         self.warmup_epochs, self.strategy = warmup_epochs, strategy
         self.weak_augmenter, self.strong_augmenter, self.generator = weak_augmenter, strong_augmenter, generator
-        self.optimizer = make_weight_decay_adam(classifier.parameters(), lr, weight_decay)
-        self.head_optimizer = make_weight_decay_adam(classifier.head.parameters(), lr, weight_decay)
+        self.optimizer = make_adam(classifier.parameters(), lr, weight_decay)
+        self.head_optimizer = make_adam(classifier.head.parameters(), lr, weight_decay)
 
     def warmup_epoch(self, cluster_labels: Tensor) -> float:
         """One epoch of training the head alone on weak views against hard clustering labels; the mean loss.
