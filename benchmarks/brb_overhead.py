@@ -72,7 +72,7 @@ def main() -> None:
     print(f"{'algorithm':<9} {'s/epoch':>8} {'step s':>8} {'overhead':>9} {'reset':>8} {'embed':>8} {'k-means':>8} "
           f"{'momentum':>9}")
     for algorithm in args.algorithms:
-        epoch_s, step_s = time_trial(algorithm, args, data)
+        epoch_s, step_s, _ = time_trial(algorithm, args, data)
         parts = step_parts(algorithm, args, data, device)
         overhead = 100 * step_s / (args.interval * epoch_s + step_s)
         print(f"{algorithm:<9} {epoch_s:8.3f} {step_s:8.4f} {overhead:8.2f}% {parts['reset']:8.4f} "

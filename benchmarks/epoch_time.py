@@ -15,6 +15,7 @@ import torch
 
 from raydc.config import make_config
 from raydc.data.dataset import standardize
+from raydc.records import EpochRecord
 from raydc.train import Trial, sync_device
 
 
@@ -27,31 +28,35 @@ def synthetic_mnist(n: int, k: int = 10, seed: int = 0):
     return standardize("synthetic-mnist", images, labels, k)
 
 
-def time_trial(algorithm: str, args: argparse.Namespace, data) -> tuple[float, float]:
+def time_trial(algorithm: str, args: argparse.Namespace, data, cuda_graphs: bool = True
+               ) -> tuple[float, float, float]:
+    """Median seconds of (a clustering epoch with its evaluation, a BRB step, the evaluation alone)."""
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     config = make_config({"device": str(device), "pretrain": {"epochs": 0},
-                          "train": {"algorithm": algorithm, "epochs": args.epochs, "batch_size": args.batch_size},
+                          "train": {"algorithm": algorithm, "epochs": args.epochs, "batch_size": args.batch_size,
+                                    "cuda_graphs": cuda_graphs},
                           "brb": {"mode": "brb", "interval": args.interval, "subsample": args.subsample},
                           "eval": {"subsample": args.eval_subsample}})
     trial = Trial(config, data.to(device), device)
     trial.init_clustering()
-    epoch_times, step_times = [], []
-    for i in range(args.epochs + 1):  # the first epoch warms up kernels and allocator
+    epoch_times, step_times, eval_times = [], [], []
+    for i in range(args.epochs + 1):  # the first epoch warms up kernels, allocator and graph capture
         sync_device(device)
         t0 = time.perf_counter()
         trial.train_epoch()
-        from raydc.records import EpochRecord
-
+        sync_device(device)
+        t_eval = time.perf_counter()
         trial.evaluate(EpochRecord(phase="cluster", epoch=i))
         sync_device(device)
         if i:
             epoch_times.append(time.perf_counter() - t0)
+            eval_times.append(time.perf_counter() - t_eval)
         t0 = time.perf_counter()
         trial.periodic_step()
         sync_device(device)
         if i:
             step_times.append(time.perf_counter() - t0)
-    return statistics.median(epoch_times), statistics.median(step_times)
+    return statistics.median(epoch_times), statistics.median(step_times), statistics.median(eval_times)
 
 
 def timing_parser(doc: str) -> argparse.ArgumentParser:
@@ -74,11 +79,17 @@ def main() -> None:
     name = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "cpu"
     print(f"device {name}, torch {torch.__version__}, n {args.n}, batch {args.batch_size}, augmentation on, "
           f"evaluation every epoch")
-    print(f"{'algorithm':<10} {'s/epoch':>9} {'BRB step s':>11} {'overhead @T':>12}")
+    paths = [("eager", False), ("graphs", True)] if name != "cpu" else [("eager", False)]
+    print(f"{'algorithm':<10} {'path':<7} {'s/epoch':>9} {'eval s':>8} {'BRB step s':>11} {'overhead @T':>12} "
+          f"{'speed-up':>9}")
     for algorithm in args.algorithms:
-        epoch_s, step_s = time_trial(algorithm, args, data)
-        overhead = 100 * step_s / (args.interval * epoch_s + step_s)
-        print(f"{algorithm + '+brb':<10} {epoch_s:9.3f} {step_s:11.4f} {overhead:11.2f}%")
+        baseline = None
+        for path, graphs in paths:
+            epoch_s, step_s, eval_s = time_trial(algorithm, args, data, cuda_graphs=graphs)
+            baseline = baseline or epoch_s
+            overhead = 100 * step_s / (args.interval * epoch_s + step_s)
+            print(f"{algorithm + '+brb':<10} {path:<7} {epoch_s:9.3f} {eval_s:8.3f} {step_s:11.4f} {overhead:11.2f}% "
+                  f"{baseline / epoch_s:8.2f}x")
 
 
 if __name__ == "__main__":

@@ -85,9 +85,11 @@ def epochs_schema() -> pa.Schema:
 def trial_id(config: TrialConfig) -> str:
     """Stable id of a configuration (seed included): the same config always maps to the same rows.
 
-    Fields at their default are left out, so adding a new setting never changes existing trials' ids.
+    Fields at their default are left out, so adding a new setting never changes existing trials' ids; settings
+    that change how a trial runs but not what it computes are left out too.
     """
-    payload = json.dumps(config.model_dump(exclude={"device", "checkpoint_every"}, exclude_defaults=True),
+    execution = {"device": True, "checkpoint_every": True, "train": {"cuda_graphs"}}
+    payload = json.dumps(config.model_dump(exclude=execution, exclude_defaults=True),
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

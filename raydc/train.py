@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from raydc import metrics
 from raydc.atomic import exclusive
+from raydc.captured import CapturedStep
 from raydc.checkpoint import atomic_save, load
 from raydc.clustering import CentroidModel
 from raydc.clustering.kmeans import kmeans, nearest, recluster
@@ -76,6 +77,8 @@ class Trial:
         self.model: CentroidModel | LFSS | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.step_model: torch.nn.Module | None = None
+        self.train_step: CapturedStep | None = None
+        self.totals: dict[str, torch.Tensor] = {}  # loss terms summed over the epoch's samples, on the device
         self.prev_labels: torch.Tensor | None = None
         self.epoch = -1  # last finished clustering epoch
 
@@ -101,13 +104,21 @@ class Trial:
         else:
             self.model = CentroidModel(self.net, centers, assignments, cfg.algorithm, cfg.effective_cluster_weight,
                                        self.config.contrastive.temperature).to(self.device)
-        self.optimizer = make_adam(self._parameter_groups(), cfg.lr)
+        graphs = self.uses_cuda_graphs()
+        self.optimizer = make_adam(self._parameter_groups(), cfg.lr, capturable=graphs)
         # Under torch.distributed (e.g. a Ray Train worker) gradients are averaged across the data shards.
         # DEC never runs the decoder or projector, so DDP must not wait for their gradients.
         # Every worker updates DCN's centres and assignments from the whole batch, so buffers stay in step.
         unused = not getattr(self.model, "uses_auxiliary", True)
         self.step_model = (DistributedDataParallel(self.model, find_unused_parameters=unused, broadcast_buffers=False)
                            if _distributed() else self.model)
+        self.train_step = CapturedStep(self._step, enabled=graphs)
+        self.totals = {}
+
+    def uses_cuda_graphs(self) -> bool:
+        """Steps are replayed as CUDA graphs on a single GPU; LFSS's step and DDP's hooks are not capture-safe."""
+        return (self.config.train.cuda_graphs and self.device.type == "cuda" and not _distributed()
+                and self.config.train.algorithm != "lfss")
 
     def _parameter_groups(self) -> list[dict[str, Any]]:
         """LFSS's predictor learns 10x faster than the network (its App. D); everything else at train.lr."""
@@ -156,33 +167,43 @@ class Trial:
     # --- one epoch -----------------------------------------------------------------------------
     def train_epoch(self) -> dict[str, float]:
         cfg = self.config.train
-        totals: dict[str, torch.Tensor] = {}
         self.model.train()
         rank, world = _rank_and_world()
         augmenter = self.augmenter if cfg.augment else None
         self.model.start_epoch(self.epoch + 1, self.data.x)
+        for total in self.totals.values():
+            total.zero_()
         for index, batch, batch_aug in epoch_batches(self.data.x, cfg.batch_size, self.generator, augmenter,
                                                      augment_both=self.config.two_views):
-            x, x_aug, shard = batch, batch_aug, index
             if world > 1:  # every worker draws the same batch and augmentation, then keeps its shard
-                x, shard = batch[rank::world], index[rank::world]
                 x_aug = batch_aug[rank::world] if batch_aug is not None else None
-            terms = self.step_model(x, x_aug, shard)
-            self.optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.optimizer.step()
-            self.model.after_step(batch, index)
-            for name, value in terms.items():  # accumulate on the device: no host sync per step
-                totals[name] = totals.get(name, 0.0) + value.detach() * len(x)
+                self.train_step(batch[rank::world], x_aug, index[rank::world], batch, index)
+            else:
+                self.train_step(batch, batch_aug, index)
+        totals = self.totals
         if world > 1:
+            totals = {name: value.clone() for name, value in totals.items()}
             for value in totals.values():
                 dist.all_reduce(value)
-        means = {name: float(v) / self.data.n for name, v in totals.items()}
+        means = {name: float(v) / self.data.n for name, v in totals.items()}  # one host sync per epoch
         if not all(np.isfinite(list(means.values()))) or not torch.isfinite(self.model.centers).all():
             raise TrialDiverged(f"non-finite loss at clustering epoch {self.epoch + 1}: {means}")
         return {**means, **self.model.end_epoch(self.data.x)}
+
+    def _step(self, x: torch.Tensor, x_aug: torch.Tensor | None, index: torch.Tensor,
+              batch: torch.Tensor | None = None, batch_index: torch.Tensor | None = None) -> None:
+        """One optimisation step on x (samples `index`, this worker's shard of batch/batch_index); capture-safe."""
+        terms = self.step_model(x, x_aug, index)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if self.config.train.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
+        self.optimizer.step()
+        self.model.after_step(x if batch is None else batch, index if batch_index is None else batch_index)
+        for name, value in terms.items():  # accumulated on the device: no host sync per step
+            if name not in self.totals:
+                self.totals[name] = torch.zeros((), device=self.device)
+            self.totals[name].add_(value.detach() * len(x))
 
     @torch.no_grad()
     def evaluate(self, record: EpochRecord) -> torch.Tensor:

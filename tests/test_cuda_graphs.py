@@ -1,0 +1,104 @@
+"""CUDA-graph replay of clustering steps computes what the eager step computes (GPU tests skip without CUDA)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from raydc.captured import CapturedStep
+from raydc.config import make_config
+from raydc.data import load_dataset
+from raydc.data.dataset import standardize
+from raydc.store import trial_id
+from raydc.train import Trial, fit
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+SMALL = {"net": {"hidden": [256, 128]}, "pretrain": {"epochs": 5}, "train": {"epochs": 5},
+         "brb": {"interval": 2, "subsample": 1000}, "eval": {"subsample": 300}}
+
+
+def _config(device, graphs, algorithm="idec", **extra):
+    values = {**SMALL, "train": {**SMALL["train"], "algorithm": algorithm, "cuda_graphs": graphs}, **extra}
+    return make_config({**values, "device": device})
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _cluster_losses(config, digits, cache):
+    records = []
+    result = fit(config, records.append, dataset=digits, pretrain_cache=cache)
+    assert result.status == "finished", result.error
+    return result, [r for r in records if r.phase == "cluster"]
+
+
+def test_execution_settings_do_not_change_the_trial_id():
+    assert trial_id(_config("cpu", True)) == trial_id(_config("cpu", False))
+    assert trial_id(_config("cpu", True)) != trial_id(_config("cpu", True, algorithm="dec"))
+
+
+def test_graphs_are_off_on_the_cpu(digits):
+    trial = Trial(_config("cpu", True), digits, torch.device("cpu"))
+    trial.init_clustering()
+    trial.train_epoch()
+    assert not trial.uses_cuda_graphs() and not trial.train_step.graphs
+
+
+def test_disabled_step_runs_eagerly_every_call():
+    calls = []
+    step = CapturedStep(lambda x: calls.append(x.sum().item()), enabled=False)
+    for value in (1.0, 2.0, 3.0, 4.0):
+        step(torch.full((2,), value))
+    assert calls == [2.0, 4.0, 6.0, 8.0] and not step.graphs
+
+
+@cuda
+def test_replayed_step_reads_each_new_input():
+    total = torch.zeros((), device="cuda")
+    step = CapturedStep(lambda x: total.add_(x.sum()), enabled=True)
+    values = [float(v) for v in range(1, 8)]
+    for value in values:
+        step(torch.full((3,), value, device="cuda"))
+    assert step.graphs  # captured after the warm-up calls, then replayed
+    assert total.item() == pytest.approx(3 * sum(values))
+
+
+@cuda
+@pytest.mark.parametrize("algorithm", ["dec", "idec", "dcn"])
+def test_graphs_follow_the_eager_trajectory(algorithm, digits, tmp_path):
+    eager, eager_records = _cluster_losses(_config("cuda", False, algorithm), digits, tmp_path)
+    graphed, graphed_records = _cluster_losses(_config("cuda", True, algorithm), digits, tmp_path)
+    assert [r.reset_applied for r in graphed_records] == [r.reset_applied for r in eager_records]
+    for a, b in zip(eager_records, graphed_records):
+        for field in ("loss", "loss_cluster"):
+            assert getattr(b, field) == pytest.approx(getattr(a, field), rel=1e-4), (a.epoch, field)
+    assert math.isclose(graphed.final["acc"], eager.final["acc"], abs_tol=0.01)
+
+
+@cuda
+def test_the_step_is_captured_for_full_and_last_batches(digits):
+    trial = Trial(_config("cuda", True), digits.to(torch.device("cuda")), torch.device("cuda"))
+    trial.init_clustering()
+    for _ in range(3):  # the last, shorter batch comes once per epoch: captured after two warm-up epochs
+        trial.train_epoch()
+    assert trial.uses_cuda_graphs() and len(trial.train_step.graphs) == 2
+
+
+@cuda
+def test_contrastive_steps_replay_as_graphs(digits, tmp_path):
+    """ResNet-18 with BatchNorm, two views, InfoNCE and gradient clipping, captured like the autoencoder step."""
+    images = F.interpolate(digits.x[:300] / 16, size=(16, 16), mode="bilinear").repeat(1, 3, 1, 1)
+    colour = standardize("colour-digits", images, digits.y[:300], 10)
+    config = {"net": {"arch": "resnet18", "hidden": [64, 32], "embedding_dim": 16, "projector_width": 64,
+                      "projector_dim": 16},
+              "pretrain": {"epochs": 1, "batch_size": 64}, "train": {"algorithm": "idec", "epochs": 3, "batch_size": 64},
+              "brb": {"interval": 2, "subsample": 200}, "eval": {"subsample": 100}, "device": "cuda"}
+    runs = {}
+    for graphs in (False, True):
+        values = {**config, "train": {**config["train"], "cuda_graphs": graphs}}
+        runs[graphs] = _cluster_losses(make_config(values), colour, tmp_path)[1]
+    for a, b in zip(runs[False], runs[True]):
+        assert b.loss == pytest.approx(a.loss, rel=1e-3), a.epoch
