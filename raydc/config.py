@@ -91,6 +91,7 @@ class TrainConfig(_Group):
     cluster_weight: float | None = Field(default=None, gt=0)  # None = the algorithm's Table 5 weight
     grad_clip: float | None = Field(default=None, gt=0)
     cuda_graphs: bool = True  # on a single GPU, replay each step as a CUDA graph (same arithmetic, fewer launches)
+    tf32: bool = False  # the network's float32 matrix products in TF32 on CUDA (distances stay full float32)
 
     @property
     def effective_cluster_weight(self) -> float:

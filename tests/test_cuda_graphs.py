@@ -6,9 +6,12 @@ import torch
 import torch.nn.functional as F
 
 from raydc.captured import CapturedStep
+from raydc.clustering.kmeans import sq_distances
 from raydc.config import make_config
 from raydc.data import load_dataset
 from raydc.data.dataset import standardize
+from raydc.population import fit_population
+from raydc.precision import matmul_precision
 from raydc.store import trial_id
 from raydc.train import Trial, fit
 
@@ -18,9 +21,9 @@ SMALL = {"net": {"hidden": [256, 128]}, "pretrain": {"epochs": 5}, "train": {"ep
          "brb": {"interval": 2, "subsample": 1000}, "eval": {"subsample": 300}}
 
 
-def _config(device, graphs, algorithm="idec", **extra):
-    values = {**SMALL, "train": {**SMALL["train"], "algorithm": algorithm, "cuda_graphs": graphs}, **extra}
-    return make_config({**values, "device": device})
+def _config(device, graphs, algorithm="idec", tf32=False, seed=0, **brb):
+    train = {**SMALL["train"], "algorithm": algorithm, "cuda_graphs": graphs, "tf32": tf32}
+    return make_config({**SMALL, "train": train, "brb": {**SMALL["brb"], **brb}, "device": device, "seed": seed})
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +82,29 @@ def test_graphs_follow_the_eager_trajectory(algorithm, digits, tmp_path):
 
 
 @cuda
+def test_tf32_training_keeps_distances_in_full_precision():
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    z = 30 + torch.randn(4096, 10, device="cuda", generator=gen)  # off the origin: TF32's cross term would cancel
+    centers = 30 + torch.randn(10, 10, device="cuda", generator=gen)
+    with matmul_precision(False):
+        full = sq_distances(z, centers)
+    with matmul_precision(True):
+        under_tf32 = sq_distances(z, centers)
+        tf32_cross = z @ centers.T
+    assert torch.equal(under_tf32, full)
+    assert not torch.equal(tf32_cross, z.double().mm(centers.double().T).float())  # TF32 was in effect
+
+
+@cuda
+def test_tf32_follows_the_float32_trajectory_within_noise(digits, tmp_path):
+    full, full_records = _cluster_losses(_config("cuda", True), digits, tmp_path)
+    fast, fast_records = _cluster_losses(_config("cuda", True, tf32=True), digits, tmp_path)
+    for a, b in zip(full_records, fast_records):
+        assert b.loss_cluster == pytest.approx(a.loss_cluster, rel=0.05), a.epoch
+    assert math.isclose(fast.final["acc"], full.final["acc"], abs_tol=0.05)
+
+
+@cuda
 def test_the_step_is_captured_for_full_and_last_batches(digits):
     trial = Trial(_config("cuda", True), digits.to(torch.device("cuda")), torch.device("cuda"))
     trial.init_clustering()
@@ -88,7 +114,7 @@ def test_the_step_is_captured_for_full_and_last_batches(digits):
 
 
 @cuda
-def test_contrastive_steps_replay_as_graphs(digits, tmp_path):
+def test_contrastive_steps_replay_as_graphs(digits, tmp_path, monkeypatch):
     """ResNet-18 with BatchNorm, two views, InfoNCE and gradient clipping, captured like the autoencoder step."""
     images = F.interpolate(digits.x[:300] / 16, size=(16, 16), mode="bilinear").repeat(1, 3, 1, 1)
     colour = standardize("colour-digits", images, digits.y[:300], 10)
@@ -96,9 +122,26 @@ def test_contrastive_steps_replay_as_graphs(digits, tmp_path):
                       "projector_dim": 16},
               "pretrain": {"epochs": 1, "batch_size": 64}, "train": {"algorithm": "idec", "epochs": 3, "batch_size": 64},
               "brb": {"interval": 2, "subsample": 200}, "eval": {"subsample": 100}, "device": "cuda"}
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)  # convolution backward is otherwise free to differ between runs
     runs = {}
     for graphs in (False, True):
         values = {**config, "train": {**config["train"], "cuda_graphs": graphs}}
         runs[graphs] = _cluster_losses(make_config(values), colour, tmp_path)[1]
     for a, b in zip(runs[False], runs[True]):
         assert b.loss == pytest.approx(a.loss, rel=1e-3), a.epoch
+
+
+@cuda
+@pytest.mark.parametrize("algorithm", ["dec", "dcn"])
+def test_a_graphed_population_follows_each_member_alone(algorithm, digits, tmp_path):
+    configs = [_config("cuda", True, algorithm, seed=seed, alpha=alpha)
+               for seed, alpha in ((0, 0.8), (1, 0.6), (2, 0.9))]
+    together = {i: [] for i in range(len(configs))}
+    results = fit_population(configs, lambda i, r: together[i].append(r), dataset=digits, pretrain_cache=tmp_path)
+    for i, config in enumerate(configs):
+        alone, alone_records = _cluster_losses(config, digits, tmp_path)
+        mine = [r for r in together[i] if r.phase == "cluster"]
+        assert results[i].status == "finished"
+        for a, b in zip(alone_records, mine, strict=True):
+            assert b.loss == pytest.approx(a.loss, rel=1e-4), (i, a.epoch)
+        assert math.isclose(results[i].final["acc"], alone.final["acc"], abs_tol=0.01)

@@ -74,9 +74,10 @@ class CentroidModel(nn.Module):
         """Loss terms of the minibatch x (samples `index`); 'loss' is the weighted total that is optimised."""
         if self.contrastive:
             (z, z_aug), auxiliary = self._contrastive_pass(x, x_aug)
+        elif x_aug is not None:  # both views in one pass: half the kernel launches, same row-wise arithmetic
+            z, z_aug = self.net.encode(torch.cat([x, x_aug])).chunk(2)
         else:
-            z = self.net.encode(x)
-            z_aug = self.net.encode(x_aug) if x_aug is not None else None
+            z, z_aug = self.net.encode(x), None
         if self.algorithm == "dcn":
             cluster = dcn_cluster_loss(z, self.centers, self.assignments[index], z_aug)
         else:
@@ -88,9 +89,11 @@ class CentroidModel(nn.Module):
         if self.contrastive:
             terms["loss_contrastive"] = auxiliary
         else:
-            auxiliary = reconstruction_loss(x, self.net.decode(z))
-            if z_aug is not None:  # eq 14
-                auxiliary = 0.5 * (auxiliary + reconstruction_loss(x_aug, self.net.decode(z_aug)))
+            if z_aug is None:
+                auxiliary = reconstruction_loss(x, self.net.decode(z))
+            else:  # eq 14, both views decoded in one pass
+                x_hat, x_aug_hat = self.net.decode(torch.cat([z, z_aug])).chunk(2)
+                auxiliary = 0.5 * (reconstruction_loss(x, x_hat) + reconstruction_loss(x_aug, x_aug_hat))
             terms["loss_reconstruction"] = auxiliary
         terms["loss"] = auxiliary + self.cluster_weight * cluster
         return terms

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from raydc.precision import full_precision
+
 # Iterations between host-side convergence checks (each check is one device synchronisation).
 CHECK_EVERY = 5
 
@@ -24,7 +26,8 @@ def sq_distances(x: Tensor, centers: Tensor) -> Tensor:
     """(n, k) squared Euclidean distances as ‖x‖² − 2x·c + ‖c‖² (one GEMM), clamped at 0 against cancellation."""
     x_sq = x.pow(2).sum(1, keepdim=True)
     c_sq = centers.pow(2).sum(1)
-    return torch.addmm(x_sq + c_sq, x, centers.T, alpha=-2).clamp_min_(0)
+    with full_precision():
+        return torch.addmm(x_sq + c_sq, x, centers.T, alpha=-2).clamp_min_(0)
 
 
 def nearest(x: Tensor, centers: Tensor) -> Tensor:

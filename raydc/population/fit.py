@@ -23,9 +23,11 @@ import torch
 
 from raydc import metrics
 from raydc.batches import epoch_batches
+from raydc.captured import CapturedStep
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
 from raydc.data import Dataset, load_dataset
 from raydc.errors import TrialDiverged
+from raydc.precision import matmul_precision
 from raydc.population.stack import StackedAdam, StackedModels, clip_per_member
 from raydc.records import FINAL_METRICS, EpochRecord, TrialRecord
 from raydc.train import (
@@ -128,18 +130,20 @@ def _cluster_stage(members: list[Member], data: Dataset, started: float) -> None
     config = members[0].trial.config
     stack = StackedModels([m.trial.model for m in members])
     adam = StackedAdam(stack.params, [m.trial.config.train.lr for m in members])
+    step = _captured_step(stack, adam, members[0].trial)
     for epoch in range(config.train.epochs):
         t_epoch = time.perf_counter()
         records = [EpochRecord(phase="cluster", epoch=epoch) for _ in members]
         for row, (member, record) in enumerate(zip(members, records)):
             if member.trial.is_periodic_epoch(epoch):
                 _periodic_step(member, record, stack, adam, row)
-        losses = _train_epoch(members, stack, adam, data)
+        losses = _train_epoch(members, step, data)
         kept = _record_losses(members, records, losses, stack, epoch)
         if len(kept) < len(members):
             members, records = [members[r] for r in kept], [records[r] for r in kept]
             stack.keep(kept, [m.trial.model for m in members])
             adam.keep(kept)
+            step = _captured_step(stack, adam, members[0].trial) if members else step
         last = epoch == config.train.epochs - 1
         if members and (last or epoch % config.eval.every == 0):
             _evaluate(members, records, stack, data, last)
@@ -151,6 +155,34 @@ def _cluster_stage(members: list[Member], data: Dataset, started: float) -> None
                 member.final = record
         if not members:
             return
+
+
+class _Step:
+    """One minibatch step of every member (forward, backward, clipping, Adam, DCN's update); capture-safe, so on a
+    GPU it replays as a CUDA graph. Loss terms are summed into `totals` on the device."""
+
+    def __init__(self, stack: StackedModels, adam: StackedAdam, config: TrialConfig):
+        self.stack, self.adam, self.config = stack, adam, config.train
+        self.totals: dict[str, torch.Tensor] = {}
+
+    def __call__(self, x: torch.Tensor, x_aug: torch.Tensor | None, index: torch.Tensor) -> None:
+        terms = self.stack.terms(x, x_aug, index)
+        grads = self.stack.gradients(terms["loss"].sum())  # members share no parameters: the sum's gradient is each one's
+        if self.config.grad_clip is not None:
+            clip_per_member(grads, self.config.grad_clip)
+        self.adam.step(self.stack.params, grads)
+        if self.config.algorithm == "dcn":
+            self.stack.dcn_after_step(x, index)
+        for name, value in terms.items():
+            if name not in self.totals:
+                self.totals[name] = torch.zeros_like(value.detach())
+            self.totals[name].add_(value.detach() * index.shape[1])
+
+
+def _captured_step(stack: StackedModels, adam: StackedAdam, trial: Trial) -> CapturedStep:
+    """A new step (and graphs) whenever the stack is rebuilt: graphs hold the addresses of the tensors they read."""
+    config = trial.config
+    return CapturedStep(_Step(stack, adam, config), enabled=config.train.cuda_graphs and trial.device.type == "cuda")
 
 
 def _record_losses(members: list[Member], records: list[EpochRecord], losses: list[dict[str, float]],
@@ -182,25 +214,17 @@ def _periodic_step(member: Member, record: EpochRecord, stack: StackedModels, ad
     member.result.reset_time_s += record.reset_time_s
 
 
-def _train_epoch(members: list[Member], stack: StackedModels, adam: StackedAdam,
-                 data: Dataset) -> list[dict[str, float]]:
+def _train_epoch(members: list[Member], step: CapturedStep, data: Dataset) -> list[dict[str, float]]:
     """One epoch of minibatch steps for every member at once; returns each member's mean loss terms."""
     cfg = members[0].trial.config.train
     order, x, x_aug = _epoch_data(members, data)
-    totals: dict[str, torch.Tensor] = {}
-    for start in range(0, data.n, cfg.batch_size):
-        batch = slice(start, start + cfg.batch_size)
-        index, xb = order[:, batch], x[:, batch]
-        terms = stack.terms(xb, x_aug[:, batch] if x_aug is not None else None, index)
-        grads = stack.gradients(terms["loss"].sum())  # members share no parameters: the sum's gradient is each one's
-        if cfg.grad_clip is not None:
-            clip_per_member(grads, cfg.grad_clip)
-        adam.step(stack.params, grads)
-        if cfg.algorithm == "dcn":
-            stack.dcn_after_step(xb, index)
-        for name, value in terms.items():  # accumulate on the device: no host sync per step
-            totals[name] = totals.get(name, 0.0) + value.detach() * index.shape[1]
-    means = {name: (value / data.n).tolist() for name, value in totals.items()}
+    for total in step.step.totals.values():
+        total.zero_()
+    with matmul_precision(cfg.tf32):
+        for start in range(0, data.n, cfg.batch_size):
+            batch = slice(start, start + cfg.batch_size)
+            step(x[:, batch], x_aug[:, batch] if x_aug is not None else None, order[:, batch])
+    means = {name: (value / data.n).tolist() for name, value in step.step.totals.items()}  # one host sync
     return [{name: values[row] for name, values in means.items()} for row in range(len(members))]
 
 

@@ -119,7 +119,9 @@ class StackedAdam:
         self.names = list(params)
         self.exp_avg = [torch.zeros_like(p) for p in params.values()]
         self.exp_avg_sq = [torch.zeros_like(p) for p in params.values()]
-        self.steps = 0  # every trainable entry gets a gradient at every step, so one count serves all
+        # One count serves all (every trainable entry gets a gradient at every step); on the device, so a step
+        # recorded in a CUDA graph reads the current count at every replay.
+        self.steps = torch.zeros((), dtype=torch.float64, device=first.device)
 
     @torch.no_grad()
     def step(self, params: dict[str, torch.Tensor], grads: list[torch.Tensor]) -> None:
@@ -129,7 +131,7 @@ class StackedAdam:
         torch._foreach_mul_(self.exp_avg_sq, beta2)
         torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - beta2)
         denom = torch._foreach_sqrt(self.exp_avg_sq)
-        torch._foreach_div_(denom, math.sqrt(1 - beta2 ** self.steps))
+        torch._foreach_div_(denom, (1 - beta2 ** self.steps).sqrt().to(grads[0].dtype))
         torch._foreach_add_(denom, EPS)
         step_size = (self.lr / (1 - beta1 ** self.steps)).to(grads[0].dtype)
         scaled = [m * _per_member(step_size, m) for m in self.exp_avg]
