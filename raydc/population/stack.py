@@ -109,46 +109,55 @@ class StackedModels:
 class StackedAdam:
     """torch.optim.Adam (β 0.9/0.999, eps 1e-8, no weight decay) on (M, ...) parameters, one learning rate per member.
 
-    The arithmetic is Adam's, in its order (lerp, addcmul, bias corrections and step sizes in double); it may still
-    differ from the fused kernel that make_adam uses in the last bit of some entries.
+    Members that share a learning rate are updated by one call of the fused Adam kernel that make_adam uses, over
+    their rows of every tensor: one pass over parameters, gradients and moments, with fit()'s arithmetic.
     """
 
     def __init__(self, params: dict[str, torch.Tensor], lr: list[float]):
         first = next(iter(params.values()))
-        self.lr = torch.tensor(lr, dtype=torch.float64, device=first.device)
+        self.lr = list(lr)
         self.names = list(params)
         self.exp_avg = [torch.zeros_like(p) for p in params.values()]
         self.exp_avg_sq = [torch.zeros_like(p) for p in params.values()]
-        # One count serves all (every trainable entry gets a gradient at every step); on the device, so a step
+        # One count serves all (every trainable entry gets a gradient at every step); a device tensor, so a step
         # recorded in a CUDA graph reads the current count at every replay.
-        self.steps = torch.zeros((), dtype=torch.float64, device=first.device)
+        self.steps = torch.zeros((), dtype=torch.float32, device=first.device)
 
     @torch.no_grad()
     def step(self, params: dict[str, torch.Tensor], grads: list[torch.Tensor]) -> None:
-        beta1, beta2 = BETAS
         self.steps += 1
-        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
-        torch._foreach_mul_(self.exp_avg_sq, beta2)
-        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, value=1 - beta2)
-        denom = torch._foreach_sqrt(self.exp_avg_sq)
-        torch._foreach_div_(denom, (1 - beta2 ** self.steps).sqrt().to(grads[0].dtype))
-        torch._foreach_add_(denom, EPS)
-        step_size = (self.lr / (1 - beta1 ** self.steps)).to(grads[0].dtype)
-        scaled = [m * _per_member(step_size, m) for m in self.exp_avg]
-        torch._foreach_addcdiv_(list(params.values()), scaled, denom, value=-1)
+        grads = [g.contiguous() for g in grads]  # the fused kernel reads rows as dense memory
+        rows = [_rows(t) for t in (*params.values(), *grads, *self.exp_avg, *self.exp_avg_sq)]
+        n = len(grads)
+        for lr, members in _members_by_value(self.lr).items():
+            p, g, m, v = ([rows[k * n + i][row] for i in range(n) for row in members] for k in range(4))
+            torch._fused_adam_(p, g, m, v, [], [self.steps] * len(p), lr=lr, beta1=BETAS[0], beta2=BETAS[1],
+                               weight_decay=0.0, eps=EPS, amsgrad=False, maximize=False)
 
     @torch.no_grad()
     def zero_moments(self, row: int, name: str) -> None:
         """Forget member `row`'s moments of parameter `name` (BRB's centroid momentum reset)."""
         i = self.names.index(name)
-        self.exp_avg[i][row] = 0
-        self.exp_avg_sq[i][row] = 0
+        self.exp_avg[i][row].zero_()
+        self.exp_avg_sq[i][row].zero_()
 
     def keep(self, rows: list[int]) -> None:
-        index = torch.tensor(rows, device=self.lr.device)
-        self.lr = self.lr[index]
+        index = torch.tensor(rows, device=self.steps.device)
+        self.lr = [self.lr[r] for r in rows]
         self.exp_avg = [m[index] for m in self.exp_avg]
         self.exp_avg_sq = [v[index] for v in self.exp_avg_sq]
+
+
+def _rows(stacked: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Row views of an (M, ...) tensor, outside autograd (the optimizer writes them in place)."""
+    return stacked.detach().unbind(0)
+
+
+def _members_by_value(values: list[float]) -> dict[float, list[int]]:
+    groups: dict[float, list[int]] = {}
+    for row, value in enumerate(values):
+        groups.setdefault(value, []).append(row)
+    return groups
 
 
 def _per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
