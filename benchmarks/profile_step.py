@@ -37,7 +37,8 @@ def trial_steps(args: argparse.Namespace, data, device: torch.device):
     stack = StackedModels([t.model for t in trials])
     step = _Step(stack, StackedAdam(stack.params, [1e-3] * len(trials)), configs[0])
     m = len(trials)
-    return lambda: step(x.expand(m, *x.shape), x_aug.expand(m, *x.shape), index.expand(m, -1))
+    xs, xs_aug, indices = (t.expand(m, *t.shape).contiguous() for t in (x, x_aug, index))  # as the static buffers
+    return lambda: step(xs, xs_aug, indices)
 
 
 def main() -> None:

@@ -166,3 +166,23 @@ def test_resl_grid_shares_one_clustering_stage_and_records_self_labeling(ray_clu
         assert t["acc"] == last["acc"] and 0 <= last["confident_fraction"] <= 1
     keys = [tuple(e[k] for k in EPOCH_KEY) for e in epochs]
     assert len(keys) == len(set(keys))
+
+
+def test_population_study_trains_stackable_trials_together_and_records_each(ray_cluster, tmp_path):
+    from raydc.train import fit
+
+    raw = tiny_study("population", {"train.algorithm": ["dec", "idec"], "brb.alpha": [0.6, 0.9]}, seeds=(0, 1),
+                     resources={"population": 3})
+    out = tmp_path / "population"
+    study = parse_study(raw)
+    summary = run_study(study, out)
+    assert summary.launched == 4 and summary.counts == {"finished": 8}  # (3 + 1) populations per algorithm
+    trials = rows(out, "trials")
+    assert_exact_epochs(out, trials)
+    assert {p.stem for p in (out / "assignments").glob("*.npz")} == {t["trial_id"] for t in trials}
+    member = study.trials[-1]  # trained in a population: it follows the trajectory fit() gives it alone
+    alone = fit(member.values, pretrain_cache=out / "pretrain_cache")
+    recorded = next(t for t in trials if t["trial_id"] == member.trial_id)
+    assert recorded["brb.alpha"] == member.values["brb"]["alpha"]
+    assert recorded["acc"] == pytest.approx(alone.final["acc"], abs=0.01)
+    assert run_study(study, out).launched == 0  # a rerun finds every member recorded

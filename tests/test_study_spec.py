@@ -69,6 +69,13 @@ BAD_STUDIES = [
     ("two dataset sources", _with(datasets=["digits", "usps"]), "datasets"),
     ("no dataset", {k: v for k, v in VALID.items() if k != "dataset"}, "dataset: required"),
     ("bad name", _with(name="my study"), "name"),
+    ("population of optuna trials", _with(search={"kind": "optuna", "n": 3, "space": {"brb.alpha": {"uniform": [0.6, 0.9]}}},
+                                          resources={"population": 4}), "resources.population: optuna"),
+    ("population with early stopping", _with(asha={"grace_period": 2}, resources={"population": 4}),
+     "resources.population: a population's members end together"),
+    ("population of data-parallel trials", _with(resources={"population": 4, "workers": 2}),
+     "resources.population: a population runs on one device"),
+    ("empty population", _with(resources={"population": 0}), "resources.population"),
 ]
 
 
@@ -188,3 +195,21 @@ def test_cluster_config_autoscales_gpu_workers_and_keeps_the_dashboard_private()
     assert any(local.endswith("data") for local in cluster["file_mounts"].values())
     start = " ".join(cluster["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in start and "0.0.0.0" not in text
+
+
+def test_populations_group_stackable_trials_in_planned_order():
+    from raydc.study.populations import decode, encode, group_trials
+
+    raw = _with(search__space={"train.algorithm": ["dec", "idec"], "brb.alpha": [0.6, 0.7, 0.8]},
+                search__seeds=[0, 1], base={"train": {"epochs": 5}})
+    study = parse_study(raw)
+    planned = {t.trial_id: t.values for t in study.trials}
+    groups = group_trials(planned, list(planned), 4)
+    assert sorted(len(g) for g in groups) == [2, 2, 4, 4] and sorted(sum(groups, [])) == sorted(planned)
+    for group in groups:  # members differ only in what a population varies
+        assert len({planned[t]["train"]["algorithm"] for t in group}) == 1
+        assert decode(encode(group)) == group
+    lfss = {**planned[groups[0][0]], "train": {"algorithm": "lfss", "epochs": 5}}
+    alone = group_trials({**planned, "lfss": lfss}, ["lfss", *groups[0][:2]], 4)
+    assert alone == [["lfss"], groups[0][:2]]  # population mode cannot run LFSS: it trains on its own
+    assert group_trials(planned, list(planned), 1) == [[t] for t in planned]

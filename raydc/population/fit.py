@@ -11,6 +11,7 @@ the fused Adam kernel, and training amplifies those last-bit differences slowly 
 """
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -49,20 +50,34 @@ def check_stackable(configs: list[TrialConfig]) -> None:
     if not configs:
         raise ConfigError("configs", "a population needs at least one member")
     for config in configs:
-        if config.net.arch != "mlp":
-            raise ConfigError("net.arch", f"population mode stacks MLP autoencoders, got {config.net.arch!r}")
-        if config.train.algorithm not in ("dec", "idec", "dcn"):
-            raise ConfigError("train.algorithm", f"population mode runs dec, idec or dcn, got {config.train.algorithm!r}")
-        if config.selflabel.epochs > 0:
-            raise ConfigError("selflabel.epochs", "population mode has no self-labeling stage; set it to 0")
-        if config.brb.mode not in POPULATION_MODES:
-            raise ConfigError("brb.mode", f"population mode runs {', '.join(POPULATION_MODES)}, got {config.brb.mode!r}")
+        problem = _unstackable(config)
+        if problem is not None:
+            raise problem
     first = _shared_fields(configs[0])
     for member, config in enumerate(configs[1:], 1):
         for field, value in _shared_fields(config).items():
             if value != first[field]:
                 raise ConfigError(field, f"member {member} has {value!r} but member 0 has {first[field]!r}; members "
                                          f"may differ only in {', '.join(VARYING_FIELDS)}")
+
+
+def stacking_key(config: TrialConfig) -> str | None:
+    """Configs with equal keys can train as one population; None for a config population mode cannot run."""
+    if _unstackable(config) is not None:
+        return None
+    return json.dumps(_shared_fields(config), sort_keys=True, default=str)
+
+
+def _unstackable(config: TrialConfig) -> ConfigError | None:
+    if config.net.arch != "mlp":
+        return ConfigError("net.arch", f"population mode stacks MLP autoencoders, got {config.net.arch!r}")
+    if config.train.algorithm not in ("dec", "idec", "dcn"):
+        return ConfigError("train.algorithm", f"population mode runs dec, idec or dcn, got {config.train.algorithm!r}")
+    if config.selflabel.epochs > 0:
+        return ConfigError("selflabel.epochs", "population mode has no self-labeling stage; set it to 0")
+    if config.brb.mode not in POPULATION_MODES:
+        return ConfigError("brb.mode", f"population mode runs {', '.join(POPULATION_MODES)}, got {config.brb.mode!r}")
+    return None
 
 
 def _shared_fields(config: TrialConfig) -> dict[str, Any]:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from ray.tune import Callback
 
-from raydc.study.record import record_unfinished
+from raydc.store import ResultStore
+from raydc.study.record import done_ids, record_unfinished
 from raydc.study.tune_trial import TrialSetup
 
 
@@ -25,5 +26,6 @@ class UnfinishedTrials(Callback):
             record_unfinished(self.trial_setup.paths, tid, values, "stopped")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        tid, values = self.trial_setup.resolve(trial.config)
-        record_unfinished(self.trial_setup.paths, tid, values, "error", _last_line(trial.get_error()))
+        for tid, values in self.trial_setup.resolve_all(trial.config):  # every member of a crashed population
+            if tid not in done_ids(ResultStore(self.trial_setup.paths.root)):
+                record_unfinished(self.trial_setup.paths, tid, values, "error", _last_line(trial.get_error()))

@@ -18,6 +18,7 @@ from raydc.config import ConfigError
 from raydc.store import ResultStore
 from raydc.study.outcomes import UnfinishedTrials
 from raydc.study.paths import StudyPaths
+from raydc.study.populations import encode, group_trials
 from raydc.study.progress import ProgressLine
 from raydc.study.record import discard_scratch, done_ids
 from raydc.study.space import Dimension
@@ -126,6 +127,11 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
         param_space = {"trial_id": tune.grid_search(pending)}
     print(f"study {spec.name}: {study.planned_count} trials planned, {len(done)} already done in {paths.root}, "
           f"{max(to_run, 0)} to run", flush=True)
+    if spec.resources.population > 1 and to_run > 0:
+        groups = group_trials({t.trial_id: t.values for t in study.trials}, pending, spec.resources.population)
+        param_space = {"population": tune.grid_search([encode(g) for g in groups])}
+        print(f"as {len(groups)} populations of up to {spec.resources.population} trials", flush=True)
+        to_run = len(groups)
     if to_run > 0:
         _run_tune(study, paths, store, param_space, to_run, address)
     for tid in done_ids(store) - done:
@@ -141,7 +147,8 @@ def _run_tune(study: Study, paths: StudyPaths, store: ResultStore, param_space: 
     spec = study.spec
     res = spec.resources
     setup = TrialSetup(paths=paths, planned={t.trial_id: t.values for t in study.trials}, base=study.base,
-                       seed=spec.search.seeds[0], metric=spec.metric, checkpoint_every=spec.checkpoint_every,
+                       seed=spec.search.seeds[0], metric=spec.metric, mode=spec.mode,
+                       checkpoint_every=spec.checkpoint_every,
                        resources=res, max_failures=spec.max_failures)
     started_ray = connect(address)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the progress line replaces Tune's tables

@@ -15,6 +15,8 @@ metric: acc                     # a final metric of trials.parquet; label-free: 
 mode: max
 asha: {grace_period: 20, reduction_factor: 3}   # optional early stopping
 resources: {cpu: 1, gpu: 0.25, workers: 1}     # per trial (per worker when workers > 1)
+                                # population: 16 trains up to 16 trials that differ only in seed, brb.alpha,
+                                # brb.interval and train.lr as one stacked model (grid/random, no asha)
 checkpoint_every: 10            # epochs between trial checkpoints (a retried trial resumes there)
 max_failures: 2                 # retries of a crashed trial
 pretrain_cache: null            # shared pretraining directory; default <study dir>/pretrain_cache
@@ -85,6 +87,7 @@ class ResourcesSpec(_Strict):
     cpu: float = Field(default=1.0, gt=0)
     gpu: float = Field(default=0.0, ge=0)  # fractions below 1 let several trials share one GPU
     workers: int = Field(default=1, ge=1)  # > 1: data-parallel Ray Train workers, each with cpu and gpu
+    population: int = Field(default=1, ge=1)  # > 1: up to this many stackable trials train as one model per Tune trial
 
     @property
     def device(self) -> str:
@@ -111,6 +114,18 @@ class StudySpec(_Strict):
     checkpoint_every: int = Field(default=10, ge=1)
     max_failures: int = Field(default=2, ge=0)
     pretrain_cache: str | None = None
+
+    @model_validator(mode="after")
+    def _population(self) -> StudySpec:
+        if self.resources.population == 1:
+            return self
+        if self.search.kind == "optuna":
+            raise ValueError("resources.population: optuna suggests one trial at a time; use a grid or random search")
+        if self.asha is not None:
+            raise ValueError("resources.population: a population's members end together; remove asha")
+        if self.resources.workers > 1:
+            raise ValueError("resources.population: a population runs on one device; set resources.workers to 1")
+        return self
 
     @field_validator("metric")
     @classmethod

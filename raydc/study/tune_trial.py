@@ -6,6 +6,7 @@ import math
 import shutil
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from raydc.store import ResultStore, epoch_row, trial_id
 from raydc.study.faults import crash_if_requested
 from raydc.study.journal import EpochJournal
 from raydc.study.paths import StudyPaths
+from raydc.study import populations
 from raydc.study.plan import trial_values
 from raydc.study.record import DONE_STATUSES, record_trial
 from raydc.study.spec import ResourcesSpec
@@ -34,16 +36,25 @@ class TrialSetup:
     base: dict[str, Any]                # optuna: values every suggested trial starts from
     seed: int                           # optuna: the study's seed
     metric: str
+    mode: str                           # max | min: which member's final value the population reports
     checkpoint_every: int
     resources: ResourcesSpec
     max_failures: int
 
     def resolve(self, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """(trial id, config values) of a Tune trial's parameters."""
+        if "population" in params:
+            return self.resolve_all(params)[0]
         if "trial_id" in params:
             return params["trial_id"], self.planned[params["trial_id"]]
         values = trial_values(self.base, params, self.seed)
         return trial_id(make_config(values)), values
+
+    def resolve_all(self, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """(trial id, config values) of every study trial a Tune trial runs: one, or a population's members."""
+        if "population" in params:
+            return [(tid, self.planned[tid]) for tid in populations.decode(params["population"])]
+        return [self.resolve(params)]
 
     def runtime_values(self, values: dict[str, Any], device: str) -> dict[str, Any]:
         """Add the settings that do not change a trial's identity."""
@@ -119,8 +130,12 @@ def _recorded_metrics(setup: TrialSetup, tid: str) -> dict[str, Any] | None:
 
 
 def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
-    """Ray Tune function trainable for one study trial."""
-    tid, values = setup.resolve(params)
+    """Ray Tune function trainable for one study trial, or for a population of them."""
+    members = setup.resolve_all(params)
+    if len(members) > 1:
+        _run_population(members, setup)
+        return
+    tid, values = members[0]
     # Two optuna suggestions can be the same configuration: the second waits and reuses the first.
     with exclusive(setup.paths.lock_file(tid)):
         recorded = _recorded_metrics(setup, tid)
@@ -132,6 +147,45 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
         else:
             execute(tid, setup.runtime_values(values, setup.resources.device), setup, tune.report)
     shutil.rmtree(setup.paths.checkpoint_dir(tid), ignore_errors=True)
+
+
+def _run_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSetup) -> None:
+    """The members not recorded yet train as one stacked model; each is journaled and recorded as its own trial."""
+    with ExitStack() as held:
+        for tid, _ in sorted(members):  # one order for every process: no two populations wait on each other
+            held.enter_context(exclusive(setup.paths.lock_file(tid)))
+        todo = [(tid, values) for tid, values in members if _recorded_metrics(setup, tid) is None]
+        if todo:
+            execute_population(todo, setup, tune.report)
+        else:
+            tune.report(_recorded_metrics(setup, members[0][0]))
+
+
+def execute_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSetup, forward: Forward) -> None:
+    """fit_population over the members; member 0's epochs are forwarded to Ray, the best member's final metric last."""
+    from raydc.population import fit_population
+
+    configs = [make_config(setup.runtime_values(values, setup.resources.device)) for _, values in members]
+    for tid, _ in members:  # a population keeps no checkpoint: a retry starts over, so earlier rows are void
+        EpochJournal(setup.paths.journal_file(tid)).remove()
+    reporters = [EpochReporter(tid, setup, config, EpochJournal(setup.paths.journal_file(tid)),
+                               forward if row == 0 else _ignore)
+                 for row, ((tid, _), config) in enumerate(zip(members, configs))]
+    records = fit_population(configs, lambda row, record: reporters[row](record),
+                             dataset=_dataset(configs[0].data.name, configs[0].data.dir),
+                             pretrain_cache=setup.paths.pretrain_cache)
+    for (tid, _), record in zip(members, records):
+        record_trial(setup.paths, tid, record)
+    finals = [r.final.get(setup.metric, math.nan) for r in records if r.status == "finished"]
+    finals = [v for v in finals if math.isfinite(v)]
+    reporter = reporters[0]
+    reporter.latest = (max if setup.mode == "max" else min)(finals) if finals else math.nan
+    status = "finished" if any(r.status == "finished" for r in records) else "failed"
+    forward(reporter.metrics(reporter.epochs, status=status, recorded=True, members=len(members)))
+
+
+def _ignore(metrics: dict[str, Any]) -> None:
+    """Only member 0 reports progress: a population is one Tune trial."""
 
 
 def _run_data_parallel(tid: str, values: dict[str, Any], setup: TrialSetup) -> None:
