@@ -20,7 +20,7 @@ LOSS_RTOL = {"dec": 1e-4, "dcn": 1e-4, "idec": 1e-3}
 def _config(seed=0, **groups):
     values = {k: dict(v) if isinstance(v, dict) else v for k, v in SMALL.items()}
     for group, fields in groups.items():
-        values[group] = {**values.get(group, {}), **fields}
+        values[group] = {**values.get(group, {}), **fields} if isinstance(fields, dict) else fields
     return make_config({**values, "seed": seed})
 
 
@@ -101,6 +101,32 @@ def test_diverging_member_fails_alone(digits, cache):
         assert len(together[i]) == 6 and math.isfinite(results[i].final["loss"])
     result_alone, alone = _alone(configs[2], digits, cache)  # the survivors are untouched by the failure
     _assert_same_trajectory(alone, together[2], result_alone, results[2], "idec")
+
+
+def test_a_crashed_population_resumes_from_its_checkpoint(digits, cache, tmp_path):
+    """A crash after epoch 3 (checkpoint after epochs 1 and 3) resumes with the failed member still failed and the
+    others' epochs 4-5 and final results exactly those of an uninterrupted run."""
+    configs = [_config(seed=0, train={"algorithm": "idec"}, checkpoint_every=2),
+               _config(seed=0, train={"algorithm": "idec", "lr": 1e9}, checkpoint_every=2),
+               _config(seed=1, brb={"alpha": 0.6, "interval": 3}, train={"algorithm": "idec", "lr": 5e-4},
+                       checkpoint_every=2)]
+    reference, uninterrupted = _together(configs, digits, cache)
+
+    def crash_at_epoch_4(index, record):
+        if record.phase == "cluster" and record.epoch == 4:
+            raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_population(configs, crash_at_epoch_4, dataset=digits, pretrain_cache=cache, checkpoint_dir=tmp_path)
+    resumed = {i: [] for i in range(3)}
+    results = fit_population(configs, lambda i, r: resumed[i].append(r), dataset=digits, pretrain_cache=cache,
+                             checkpoint_dir=tmp_path)
+    assert results[1].status == "failed" and results[1].error == reference[1].error and not resumed[1]
+    for i in (0, 2):
+        assert [(r.phase, r.epoch) for r in resumed[i]] == [("cluster", 4), ("cluster", 5)]  # no pretraining again
+        assert [r.loss for r in resumed[i]] == [r.loss for r in _cluster_records(uninterrupted[i])[4:]]
+        assert results[i].final == reference[i].final and results[i].reset_time_s > 0
+        assert (results[i].labels == reference[i].labels).all()
 
 
 @pytest.mark.parametrize("change,field", [

@@ -121,6 +121,23 @@ def test_killed_trial_process_resumes_from_its_checkpoint(ray_cluster, tmp_path)
     assert elapsed[2] < elapsed[1] and elapsed[2] < elapsed[3]
 
 
+def test_killed_population_resumes_from_its_checkpoint(ray_cluster, tmp_path):
+    raw = tiny_study("population-crash", {"brb.alpha": [0.6, 0.9]}, checkpoint_every=2, resources={"population": 2})
+    raw["base"]["train"]["epochs"] = 4
+    out = tmp_path / "population-crash"
+    out.mkdir()
+    (out / MARKER).write_text("cluster 2")  # dies after epoch 2; the population's checkpoint holds epochs 0-1
+    summary = run_study(parse_study(raw), out)
+    assert not (out / MARKER).exists() and summary.launched == 1 and summary.counts == {"finished": 2}
+    trials = rows(out, "trials")
+    assert_exact_epochs(out, trials)
+    assert not list((out / "checkpoints").glob("population-*"))  # removed once its members are recorded
+    for trial in trials:
+        elapsed = {r["epoch"]: r["elapsed_s"] for r in rows(out, "epochs")
+                   if r["phase"] == "cluster" and r["trial_id"] == trial["trial_id"]}
+        assert elapsed[2] < elapsed[1] and elapsed[2] < elapsed[3]  # the retry restarted its clock at epoch 2
+
+
 def test_killed_driver_then_resume_gives_exact_rows(ray_cluster, tmp_path):
     raw = tiny_study("killed", {"train.algorithm": ["dec", "idec", "dcn"]}, seeds=(0, 1))
     raw["base"]["train"]["epochs"] = 6

@@ -29,8 +29,10 @@ from raydc.config import ConfigError, TrialConfig, flatten, make_config
 from raydc.data import Dataset, load_dataset
 from raydc.errors import TrialDiverged
 from raydc.precision import matmul_precision
+from raydc.population.checkpoint import checkpoint_path, load_population, restore_adam, restore_result, save_population
 from raydc.population.stack import StackedAdam, StackedModels, clip_per_member
 from raydc.records import FINAL_METRICS, EpochRecord, TrialRecord
+from raydc.store import trial_id
 from raydc.train import (
     Trial,
     kmeans_scores,
@@ -96,13 +98,16 @@ class Member:
 
 
 def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberReport | None = None, *,
-                   dataset: Dataset | None = None, pretrain_cache: Path | str | None = None) -> list[TrialRecord]:
+                   dataset: Dataset | None = None, pretrain_cache: Path | str | None = None,
+                   checkpoint_dir: Path | str | None = None) -> list[TrialRecord]:
     """Run every config as one stacked model; returns one TrialRecord per config, in order.
 
     report(member_index, record) is called for every member epoch (pretraining, then clustering). Members with the
     same seed pretrain once: without pretrain_cache a temporary cache serves this call. A member whose loss or
-    centroids go non-finite is recorded as failed and the others go on. Timings of the clustering stage
-    (cluster_time_s, wall_time_s, EpochRecord.time_s) are the population's, shared by its members; no checkpoints.
+    centroids go non-finite is recorded as failed and the others go on. With checkpoint_dir, the population is saved
+    every checkpoint_every clustering epochs and a checkpoint of the same members there is resumed: only the epochs
+    after it run and are reported. Timings of the clustering stage (cluster_time_s, wall_time_s,
+    EpochRecord.time_s) are the population's, shared by its members.
     """
     configs = [c if isinstance(c, TrialConfig) else make_config(c) for c in configs]
     check_stackable(configs)
@@ -110,13 +115,22 @@ def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberRe
     started = time.perf_counter()
     device = resolve_device(configs[0].device)
     data = (dataset or load_dataset(configs[0].data.name, data_dir=configs[0].data.dir)).to(device)
-    with tempfile.TemporaryDirectory() as scratch:
-        cache = Path(pretrain_cache) if pretrain_cache is not None else Path(scratch)
-        members = [_prepare(i, c, data, device, cache, report, started) for i, c in enumerate(configs)]
+    ids, path = [trial_id(c) for c in configs], checkpoint_path(checkpoint_dir)
+    saved = load_population(path, ids, device)
+    if saved is not None:
+        members = [_restore(i, c, s, data, device, report) for i, (c, s) in enumerate(zip(configs, saved["members"]))]
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            cache = Path(pretrain_cache) if pretrain_cache is not None else Path(scratch)
+            members = [_prepare(i, c, data, device, cache, report, started) for i, c in enumerate(configs)]
     alive = [m for m in members if m.result.status == "running"]
     if alive:
+        def save(epoch: int, adam: StackedAdam) -> None:
+            if path is not None:
+                save_population(path, ids, epoch, members, adam)
+
         t0 = time.perf_counter()
-        _cluster_stage(alive, data, started)
+        _cluster_stage(alive, data, started, save, saved)
         for member in alive:
             member.result.cluster_time_s = time.perf_counter() - t0
             if member.result.status == "running":
@@ -124,6 +138,17 @@ def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberRe
     for member in members:
         member.result.wall_time_s = time.perf_counter() - started
     return [m.result for m in members]
+
+
+def _restore(index: int, config: TrialConfig, saved: dict[str, Any], data: Dataset, device: torch.device,
+             report: MemberReport) -> Member:
+    """The member as a checkpoint left it: its trial state (pretraining and k-means done) and its outcome so far."""
+    result = TrialRecord(config=flatten(config), status="running", device=str(device), versions=versions())
+    restore_result(result, saved)
+    trial = Trial(config, data, device)
+    if saved["trial"] is not None:
+        trial.load_state_dict(saved["trial"])
+    return Member(index, trial, result, report)
 
 
 def _prepare(index: int, config: TrialConfig, data: Dataset, device: torch.device, cache: Path,
@@ -140,13 +165,17 @@ def _prepare(index: int, config: TrialConfig, data: Dataset, device: torch.devic
     return member
 
 
-def _cluster_stage(members: list[Member], data: Dataset, started: float) -> None:
-    """Clustering epochs of every member in lock step; diverged members leave the stack at the end of an epoch."""
+def _cluster_stage(members: list[Member], data: Dataset, started: float, save: Callable[[int, StackedAdam], None],
+                   saved: dict[str, Any] | None) -> None:
+    """Clustering epochs of every member in lock step, after the saved epoch if resuming; diverged members leave the
+    stack at the end of an epoch."""
     config = members[0].trial.config
     stack = StackedModels([m.trial.model for m in members])
     adam = StackedAdam(stack.params, [m.trial.config.train.lr for m in members])
+    if saved is not None:
+        restore_adam(adam, saved)
     step = _captured_step(stack, adam, members[0].trial)
-    for epoch in range(config.train.epochs):
+    for epoch in range(saved["epoch"] + 1 if saved else 0, config.train.epochs):
         t_epoch = time.perf_counter()
         records = [EpochRecord(phase="cluster", epoch=epoch) for _ in members]
         for row, (member, record) in enumerate(zip(members, records)):
@@ -170,6 +199,8 @@ def _cluster_stage(members: list[Member], data: Dataset, started: float) -> None
                 member.final = record
         if not members:
             return
+        if not last and config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0:
+            save(epoch, adam)  # not after the last epoch: the caller records the results right away
 
 
 class _Step:

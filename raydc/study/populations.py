@@ -1,6 +1,7 @@
 """Group a study's pending trials into populations: trials that differ only in what population mode varies."""
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from raydc.config import make_config
@@ -24,6 +25,11 @@ def group_trials(planned: dict[str, dict[str, Any]], pending: list[str], size: i
                 open_groups[key] = group
         group.append(tid)
     return groups
+
+
+def population_id(group: list[str]) -> str:
+    """Names the population's checkpoint directory: the same members always find the same checkpoint."""
+    return "population-" + hashlib.sha256(encode(group).encode()).hexdigest()[:16]
 
 
 def encode(group: list[str]) -> str:

@@ -166,16 +166,16 @@ def execute_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSe
     from raydc.population import fit_population
 
     configs = [make_config(setup.runtime_values(values, setup.resources.device)) for _, values in members]
-    for tid, _ in members:  # a population keeps no checkpoint: a retry starts over, so earlier rows are void
-        EpochJournal(setup.paths.journal_file(tid)).remove()
+    checkpoints = setup.paths.checkpoint_dir(populations.population_id([tid for tid, _ in members]))
     reporters = [EpochReporter(tid, setup, config, EpochJournal(setup.paths.journal_file(tid)),
                                forward if row == 0 else _ignore)
                  for row, ((tid, _), config) in enumerate(zip(members, configs))]
     records = fit_population(configs, lambda row, record: reporters[row](record),
                              dataset=_dataset(configs[0].data.name, configs[0].data.dir),
-                             pretrain_cache=setup.paths.pretrain_cache)
+                             pretrain_cache=setup.paths.pretrain_cache, checkpoint_dir=checkpoints)
     for (tid, _), record in zip(members, records):
         record_trial(setup.paths, tid, record)
+    shutil.rmtree(checkpoints, ignore_errors=True)
     finals = [r.final.get(setup.metric, math.nan) for r in records if r.status == "finished"]
     finals = [v for v in finals if math.isfinite(v)]
     reporter = reporters[0]
