@@ -199,6 +199,7 @@ def test_cluster_config_autoscales_gpu_workers_and_keeps_the_dashboard_private()
 
 def test_populations_group_stackable_trials_in_planned_order():
     from raydc.study.populations import decode, encode, group_trials
+    from raydc.study.summary import describe_plan
 
     raw = _with(search__space={"train.algorithm": ["dec", "idec"], "brb.alpha": [0.6, 0.7, 0.8]},
                 search__seeds=[0, 1], base={"train": {"epochs": 5}})
@@ -213,3 +214,6 @@ def test_populations_group_stackable_trials_in_planned_order():
     alone = group_trials({**planned, "lfss": lfss}, ["lfss", *groups[0][:2]], 4)
     assert alone == [["lfss"], groups[0][:2]]  # population mode cannot run LFSS: it trains on its own
     assert group_trials(planned, list(planned), 1) == [[t] for t in planned]
+    raw["resources"] = {"population": 4}
+    plan = describe_plan(parse_study(raw), None)
+    assert "per population of up to 4 trials" in plan and "as 4 populations (one stacked model each; sizes 4, 2)" in plan

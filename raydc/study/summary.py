@@ -13,6 +13,7 @@ from raydc.store import ResultStore
 from raydc.study.journal import EpochJournal
 from raydc.study.paths import StudyPaths
 from raydc.study.plan import build_config
+from raydc.study.populations import group_trials
 from raydc.study.record import DONE_STATUSES, done_ids
 from raydc.study.space import Dimension
 from raydc.study.spec import Study, parse_study
@@ -46,7 +47,8 @@ def describe_plan(study: Study, out: Path | None) -> str:
     lines = [f"study {spec.name}: {search.kind} search, {study.planned_count} trials, "
              + f"metric {spec.metric} ({spec.mode})",
              "space: " + ("; ".join(_dimension(d) for d in study.dimensions) or "(none)") + f"; seeds {search.seeds}",
-             f"per trial: {res.cpu:g} cpu, {res.gpu:g} gpu, {res.workers} worker(s); "
+             (f"per population of up to {res.population} trials: " if res.population > 1 else "per trial: ")
+             + f"{res.cpu:g} cpu, {res.gpu:g} gpu, {res.workers} worker(s); "
              f"checkpoint every {spec.checkpoint_every} epochs; up to {spec.max_failures} retries"
              + (f"; ASHA grace {spec.asha.grace_period}, reduction {spec.asha.reduction_factor:g}"
                 if spec.asha else "")]
@@ -56,6 +58,11 @@ def describe_plan(study: Study, out: Path | None) -> str:
         pending = [t for t in study.trials if t.trial_id not in done]
         lines.append(f"{len(pending)} to run, {len(study.trials) - len(pending)} already done"
                      + (f" in {out}" if out is not None else ""))
+        if res.population > 1 and pending:
+            planned = {t.trial_id: t.values for t in study.trials}
+            groups = group_trials(planned, [t.trial_id for t in pending], res.population)
+            lines.append(f"as {len(groups)} populations (one stacked model each; sizes "
+                         f"{', '.join(str(n) for n in sorted({len(g) for g in groups}, reverse=True))})")
         lines += ["sample:"] + [f"  {t.trial_id}  {_params(t.params)}" for t in study.trials[:SAMPLE_TRIALS]]
     first = study.trials[0].values if study.trials else build_config(study.base, {}, search.seeds[0]).model_dump()
     first = make_config({**first, "device": res.device, "checkpoint_every": spec.checkpoint_every})
