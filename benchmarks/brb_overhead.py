@@ -23,7 +23,7 @@ from epoch_time import synthetic_mnist, time_trial, timing_parser
 from raydc.clustering.kmeans import recluster
 from raydc.config import make_config
 from raydc.resets import apply_plan, reset_momentum
-from raydc.train import Trial, _sync, embed, resolve_device
+from raydc.train import Trial, embed, resolve_device, sync_device
 
 
 def step_parts(algorithm: str, args: argparse.Namespace, data, device: torch.device) -> dict[str, float]:
@@ -38,20 +38,20 @@ def step_parts(algorithm: str, args: argparse.Namespace, data, device: torch.dev
     for _ in range(args.epochs + 1):
         t = [time.perf_counter()]
         apply_plan(trial.reset_plan, trial.generator, "soft_reset")
-        _sync(device)
+        sync_device(device)
         t.append(time.perf_counter())
         sub = data.x[torch.randperm(data.n, generator=trial.generator, device=trial.generator.device)
                      [: args.subsample].to(device)]
         z = embed(trial.net, sub)
-        _sync(device)
+        sync_device(device)
         t.append(time.perf_counter())
         centers, _ = recluster(z, data.n_clusters, config.brb.recluster, trial.generator)
         trial.model.set_centers(centers)
-        _sync(device)
+        sync_device(device)
         t.append(time.perf_counter())
         if trial.model.learnable_centers:
             reset_momentum(trial.optimizer, [trial.model.centers])
-        _sync(device)
+        sync_device(device)
         t.append(time.perf_counter())
         for (name, values), a, b in zip(parts.items(), t, t[1:]):
             values.append(b - a)

@@ -26,7 +26,7 @@ import torch
 from raydc.config import make_config
 from raydc.data import load_dataset
 from raydc.records import EpochRecord
-from raydc.train import Trial, _sync
+from raydc.train import Trial, sync_device
 
 
 def raydc_trial(data, device: torch.device, augment: bool, args: argparse.Namespace) -> Trial:
@@ -87,13 +87,13 @@ def main() -> None:
     plain, augmented = raydc_trial(data, device, False, args), raydc_trial(data, device, True, args)
 
     def raydc_epoch(trial: Trial, times: dict[str, list[float]], key: str) -> None:
-        _sync(device)
+        sync_device(device)
         t0 = time.perf_counter()
         trial.train_epoch()
-        _sync(device)
+        sync_device(device)
         t1 = time.perf_counter()
         trial.evaluate(EpochRecord(phase="cluster", epoch=0))
-        _sync(device)
+        sync_device(device)
         times[key].append(t1 - t0)
         times[key + "+eval"].append(time.perf_counter() - t0)
 
@@ -103,10 +103,10 @@ def main() -> None:
         raydc_epoch(plain, times, "plain")
         raydc_epoch(augmented, times, "aug")
         if clustpy_epoch is not None:
-            _sync(device)
+            sync_device(device)
             t0 = time.perf_counter()
             clustpy_epoch()
-            _sync(device)
+            sync_device(device)
             times["clustpy"].append(time.perf_counter() - t0)
         if i == 0:
             for v in times.values():
