@@ -28,13 +28,13 @@ def synthetic_mnist(n: int, k: int = 10, seed: int = 0):
     return standardize("synthetic-mnist", images, labels, k)
 
 
-def time_trial(algorithm: str, args: argparse.Namespace, data, cuda_graphs: bool = True, tf32: bool = False
-               ) -> tuple[float, float, float]:
+def time_trial(algorithm: str, args: argparse.Namespace, data, cuda_graphs: bool = True,
+               precision: str = "float32") -> tuple[float, float, float]:
     """Median seconds of (a clustering epoch with its evaluation, a BRB step, the evaluation alone)."""
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     config = make_config({"device": str(device), "pretrain": {"epochs": 0},
                           "train": {"algorithm": algorithm, "epochs": args.epochs, "batch_size": args.batch_size,
-                                    "cuda_graphs": cuda_graphs, "tf32": tf32},
+                                    "cuda_graphs": cuda_graphs, "precision": precision},
                           "brb": {"mode": "brb", "interval": args.interval, "subsample": args.subsample},
                           "eval": {"subsample": args.eval_subsample}})
     trial = Trial(config, data.to(device), device)
@@ -79,14 +79,15 @@ def main() -> None:
     name = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "cpu"
     print(f"device {name}, torch {torch.__version__}, n {args.n}, batch {args.batch_size}, augmentation on, "
           f"evaluation every epoch")
-    paths = [("eager", False, False), ("graphs", True, False), ("g+tf32", True, True)]
+    paths = [("eager", False, "float32"), ("graphs", True, "float32"), ("g+tf32", True, "tf32"),
+             ("g+bf16", True, "bf16")]
     paths = paths if name != "cpu" else paths[:1]
     print(f"{'algorithm':<10} {'path':<7} {'s/epoch':>9} {'eval s':>8} {'BRB step s':>11} {'overhead @T':>12} "
           f"{'speed-up':>9}")
     for algorithm in args.algorithms:
         baseline = None
-        for path, graphs, tf32 in paths:
-            epoch_s, step_s, eval_s = time_trial(algorithm, args, data, cuda_graphs=graphs, tf32=tf32)
+        for path, graphs, precision in paths:
+            epoch_s, step_s, eval_s = time_trial(algorithm, args, data, cuda_graphs=graphs, precision=precision)
             baseline = baseline or epoch_s
             overhead = 100 * step_s / (args.interval * epoch_s + step_s)
             print(f"{algorithm + '+brb':<10} {path:<7} {epoch_s:9.3f} {eval_s:8.3f} {step_s:11.4f} {overhead:11.2f}% "

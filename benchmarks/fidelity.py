@@ -31,7 +31,7 @@ def run_one(job: tuple[str, str, int, argparse.Namespace]) -> tuple[str, str, in
 
     config = {"seed": seed, "device": args.device, "data": {"name": args.dataset},
               "pretrain": {"epochs": args.pretrain_epochs},
-              "train": {"algorithm": algorithm, "epochs": args.epochs, "tf32": args.tf32},
+              "train": {"algorithm": algorithm, "epochs": args.epochs, "precision": args.precision},
               "brb": {"mode": mode, "alpha": 0.8, "interval": 20}, "eval": {"every": args.epochs}}
     started = time.perf_counter()
     record = fit(config)
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="trials run in parallel processes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--tf32", action="store_true", help="the network's matrix products in TF32 (train.tf32)")
+    parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"], help="train.precision")
     args = parser.parse_args()
     jobs = [(a, m, s, args) for a, m, s in itertools.product(args.algorithms, ["baseline", "brb"], args.seeds)]
     started = time.perf_counter()

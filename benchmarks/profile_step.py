@@ -1,8 +1,8 @@
 """Where a clustering step's GPU time goes: kernels per step and the costliest kernels, for one trial or a population.
 
 Profiles eager steps (CUDA graphs replay the same kernels, without the launch gaps) on synthetic MNIST-shaped data:
-    python benchmarks/profile_step.py --algorithm idec --tf32
-    python benchmarks/profile_step.py --population 16 --tf32
+    python benchmarks/profile_step.py --algorithm idec --precision tf32
+    python benchmarks/profile_step.py --population 16 --precision tf32
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from epoch_time import synthetic_mnist
 from raydc.config import make_config
+from raydc.precision import training_precision
 from raydc.train import Trial
 
 STEPS = 20
@@ -21,7 +22,7 @@ STEPS = 20
 def trial_steps(args: argparse.Namespace, data, device: torch.device):
     """A warm callable running one eager step of a trial (or a population) on a fixed batch."""
     configs = [make_config({"seed": s, "device": "cuda", "pretrain": {"epochs": 0},
-                            "train": {"algorithm": args.algorithm, "cuda_graphs": False, "tf32": args.tf32}})
+                            "train": {"algorithm": args.algorithm, "cuda_graphs": False, "precision": args.precision}})
                for s in range(max(1, args.population))]
     trials = [Trial(c, data, device) for c in configs]
     for trial in trials:
@@ -45,23 +46,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algorithm", default="idec", choices=["dec", "idec", "dcn"])
     parser.add_argument("--population", type=int, default=0, help="members of a stacked population (0: one trial)")
-    parser.add_argument("--tf32", action="store_true")
+    parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"])
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
     device = torch.device("cuda")
     data = synthetic_mnist(20_000).to(device)
     step = trial_steps(args, data, device)
-    torch.backends.cuda.matmul.allow_tf32 = args.tf32
-    for _ in range(5):
-        step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(STEPS):
+    with training_precision(args.precision, "cuda"):
+        for _ in range(5):
             step()
         torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(STEPS):
+                step()
+            torch.cuda.synchronize()
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     total_us = sum(e.device_time for e in kernels)
-    print(f"{args.algorithm} population={args.population} tf32={args.tf32}: {len(kernels) / STEPS:.0f} kernels and "
+    print(f"{args.algorithm} population={args.population} precision={args.precision}: {len(kernels) / STEPS:.0f} kernels and "
           f"{total_us / STEPS / 1000:.3f} ms of kernel time per step")
     print(prof.key_averages().table(sort_by="device_time_total", row_limit=args.top, max_name_column_width=60))
 

@@ -12,6 +12,7 @@ BRBMode = Literal[
 ]
 ReclusterMethod = Literal["kmeans", "kmeans++", "kmedoids", "em", "random"]
 ReSLStrategy = Literal["none", "sp", "sp_star", "ht"]
+Precision = Literal["float32", "tf32", "bf16"]
 
 # Cluster-loss weights of Table 5: DEC trains on the clustering loss alone; LFSS weighs its terms with lfss.weight.
 DEFAULT_CLUSTER_WEIGHT = {"dec": 1.0, "idec": 0.1, "dcn": 0.025, "lfss": 1.0}
@@ -91,7 +92,7 @@ class TrainConfig(_Group):
     cluster_weight: float | None = Field(default=None, gt=0)  # None = the algorithm's Table 5 weight
     grad_clip: float | None = Field(default=None, gt=0)
     cuda_graphs: bool = True  # on a single GPU, replay each step as a CUDA graph (same arithmetic, fewer launches)
-    tf32: bool = False  # the network's float32 matrix products in TF32 on CUDA (distances stay full float32)
+    precision: Precision = "float32"  # tf32 (CUDA matmuls) or bf16 (autocast) for the network; distances stay float32
 
     @property
     def effective_cluster_weight(self) -> float:
@@ -205,6 +206,9 @@ class TrialConfig(_Group):
                              "recluster; use baseline or reset")
         if self.net.arch == "resnet18" and self.pretrain.epochs > 0 and not self.pretrain.augment:
             raise ValueError("pretrain.augment: SimCLR pretraining learns from two augmented views; set it true")
+        if self.train.algorithm == "lfss" and self.train.precision == "bf16":
+            raise ValueError("train.precision: lfss keeps its stability measure and EMA target in float32; "
+                             "use float32 or tf32")
         if self.resl.strategy != "none" and self.selflabel.epochs == 0:
             raise ValueError("resl.strategy: resets during self-labeling need selflabel.epochs > 0")
         return self

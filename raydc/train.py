@@ -23,7 +23,7 @@ from raydc.errors import TrialDiverged
 from raydc.data import Dataset, load_dataset, make_augmenter, make_strong_augmenter
 from raydc.nets import build_network
 from raydc.batches import epoch_batches
-from raydc.precision import matmul_precision
+from raydc.precision import training_precision
 from raydc.pretrain import cluster_cache_path, is_contrastive, make_adam, pretrained_state
 from raydc.records import FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 from raydc.resets import apply_plan, reset_momentum, reset_plan
@@ -174,7 +174,7 @@ class Trial:
         self.model.start_epoch(self.epoch + 1, self.data.x)
         for total in self.totals.values():
             total.zero_()
-        with matmul_precision(cfg.tf32):
+        with training_precision(cfg.precision, self.device.type):
             for index, batch, batch_aug in epoch_batches(self.data.x, cfg.batch_size, self.generator, augmenter,
                                                          augment_both=self.config.two_views):
                 if world > 1:  # every worker draws the same batch and augmentation, then keeps its shard

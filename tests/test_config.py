@@ -27,6 +27,8 @@ def test_defaults_are_table5():
     ({"pretrain": {"epochs": -1}}, "pretrain.epochs"),
     ({"train": {"epoch": 3}}, "train.epoch"),
     ({"bogus": 1}, "bogus"),
+    ({"train": {"precision": "fp8"}}, "train.precision"),
+    ({"train": {"algorithm": "lfss", "precision": "bf16"}}, "train.precision"),
 ])
 def test_invalid_value_names_its_field(values, field):
     with pytest.raises(ConfigError) as err:

@@ -11,7 +11,7 @@ from raydc.config import make_config
 from raydc.data import load_dataset
 from raydc.data.dataset import standardize
 from raydc.population import fit_population
-from raydc.precision import matmul_precision
+from raydc.precision import training_precision
 from raydc.store import trial_id
 from raydc.train import Trial, fit
 
@@ -21,8 +21,8 @@ SMALL = {"net": {"hidden": [256, 128]}, "pretrain": {"epochs": 5}, "train": {"ep
          "brb": {"interval": 2, "subsample": 1000}, "eval": {"subsample": 300}}
 
 
-def _config(device, graphs, algorithm="idec", tf32=False, seed=0, **brb):
-    train = {**SMALL["train"], "algorithm": algorithm, "cuda_graphs": graphs, "tf32": tf32}
+def _config(device, graphs, algorithm="idec", precision="float32", seed=0, **brb):
+    train = {**SMALL["train"], "algorithm": algorithm, "cuda_graphs": graphs, "precision": precision}
     return make_config({**SMALL, "train": train, "brb": {**SMALL["brb"], **brb}, "device": device, "seed": seed})
 
 
@@ -86,19 +86,48 @@ def test_tf32_training_keeps_distances_in_full_precision():
     gen = torch.Generator(device="cuda").manual_seed(0)
     z = 30 + torch.randn(4096, 10, device="cuda", generator=gen)  # off the origin: TF32's cross term would cancel
     centers = 30 + torch.randn(10, 10, device="cuda", generator=gen)
-    with matmul_precision(False):
-        full = sq_distances(z, centers)
-    with matmul_precision(True):
+    full = sq_distances(z, centers)
+    with training_precision("tf32", "cuda"):
         under_tf32 = sq_distances(z, centers)
         tf32_cross = z @ centers.T
     assert torch.equal(under_tf32, full)
     assert not torch.equal(tf32_cross, z.double().mm(centers.double().T).float())  # TF32 was in effect
 
 
+def test_distances_stay_float32_under_bf16_autocast():
+    gen = torch.Generator().manual_seed(0)
+    z, centers = 30 + torch.randn(512, 10, generator=gen), 30 + torch.randn(10, 10, generator=gen)
+    with training_precision("bf16", "cpu"):
+        assert torch.mm(z, centers.T).dtype == torch.bfloat16  # autocast is in effect for the network
+        under_bf16 = sq_distances(z, centers)
+        from_bf16_embedding = sq_distances(z.bfloat16(), centers)
+    assert under_bf16.dtype == torch.float32 and torch.equal(under_bf16, sq_distances(z, centers))
+    assert torch.equal(from_bf16_embedding, sq_distances(z.bfloat16().float(), centers))
+
+
+@pytest.mark.parametrize("algorithm", ["idec", "dcn"])
+def test_bf16_follows_the_float32_trajectory_within_noise(algorithm, digits, tmp_path):
+    full, full_records = _cluster_losses(_config("cpu", False, algorithm), digits, tmp_path)
+    fast, fast_records = _cluster_losses(_config("cpu", False, algorithm, precision="bf16"), digits, tmp_path)
+    assert [r.loss for r in fast_records] != [r.loss for r in full_records]  # the bf16 path ran
+    for a, b in zip(full_records, fast_records):
+        assert b.loss_cluster == pytest.approx(a.loss_cluster, rel=0.1), a.epoch
+    assert math.isclose(fast.final["acc"], full.final["acc"], abs_tol=0.1)
+
+
+@cuda
+def test_bf16_steps_replay_as_graphs(digits, tmp_path):
+    eager, eager_records = _cluster_losses(_config("cuda", False, precision="bf16"), digits, tmp_path)
+    graphed, graphed_records = _cluster_losses(_config("cuda", True, precision="bf16"), digits, tmp_path)
+    for a, b in zip(eager_records, graphed_records):
+        assert b.loss == pytest.approx(a.loss, rel=1e-3), a.epoch
+    assert math.isclose(graphed.final["acc"], eager.final["acc"], abs_tol=0.02)
+
+
 @cuda
 def test_tf32_follows_the_float32_trajectory_within_noise(digits, tmp_path):
     full, full_records = _cluster_losses(_config("cuda", True), digits, tmp_path)
-    fast, fast_records = _cluster_losses(_config("cuda", True, tf32=True), digits, tmp_path)
+    fast, fast_records = _cluster_losses(_config("cuda", True, precision="tf32"), digits, tmp_path)
     for a, b in zip(full_records, fast_records):
         assert b.loss_cluster == pytest.approx(a.loss_cluster, rel=0.05), a.epoch
     assert math.isclose(fast.final["acc"], full.final["acc"], abs_tol=0.05)

@@ -109,7 +109,7 @@ class CentroidModel(nn.Module):
     def after_step(self, x: torch.Tensor, index: torch.Tensor) -> None:
         """DCN reassigns the re-embedded batch and moves its centres (eq 7); DEC/IDEC rely on the optimizer."""
         if self.algorithm == "dcn":
-            z = self.net.encode(x)
+            z = self.net.encode(x).float()  # centres and counts stay float32 under bf16 autocast
             labels = self.predict(z)
             self.assignments[index] = labels
             dcn_update_centers(self.centers, self.counts, z, labels)

@@ -24,9 +24,10 @@ Reclusterer = Callable[[Tensor, int, torch.Generator], tuple[Tensor, Tensor]]
 
 def sq_distances(x: Tensor, centers: Tensor) -> Tensor:
     """(n, k) squared Euclidean distances as ‖x‖² − 2x·c + ‖c‖² (one GEMM), clamped at 0 against cancellation."""
+    x, centers = x.float(), centers.float()  # an embedding computed under bf16 autocast arrives in bf16
     x_sq = x.pow(2).sum(1, keepdim=True)
     c_sq = centers.pow(2).sum(1)
-    with full_precision():
+    with full_precision(x.device.type):
         return torch.addmm(x_sq + c_sq, x, centers.T, alpha=-2).clamp_min_(0)
 
 

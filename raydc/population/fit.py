@@ -28,7 +28,7 @@ from raydc.captured import CapturedStep
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
 from raydc.data import Dataset, load_dataset
 from raydc.errors import TrialDiverged
-from raydc.precision import matmul_precision
+from raydc.precision import training_precision
 from raydc.population.checkpoint import checkpoint_path, load_population, restore_adam, restore_result, save_population
 from raydc.population.stack import StackedAdam, StackedModels, clip_per_member
 from raydc.records import FINAL_METRICS, EpochRecord, TrialRecord
@@ -266,7 +266,7 @@ def _train_epoch(members: list[Member], step: CapturedStep, data: Dataset) -> li
     order, x, x_aug = _epoch_data(members, data)
     for total in step.step.totals.values():
         total.zero_()
-    with matmul_precision(cfg.tf32):
+    with training_precision(cfg.precision, members[0].trial.device.type):
         for start in range(0, data.n, cfg.batch_size):
             batch = slice(start, start + cfg.batch_size)
             step(x[:, batch], x_aug[:, batch] if x_aug is not None else None, order[:, batch])

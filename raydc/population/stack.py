@@ -100,7 +100,7 @@ class StackedModels:
     @torch.no_grad()
     def dcn_after_step(self, x: torch.Tensor, index: torch.Tensor) -> None:
         """CentroidModel.after_step for every DCN member: reassign the re-embedded batch, move the centres (eq 7)."""
-        z = self.encode(x)
+        z = self.encode(x).float()  # centres and counts stay float32 under bf16 autocast
         labels = self.predict(z)
         self.fixed["assignments"].scatter_(1, index, labels)
         vmap(dcn_update_centers, out_dims=None)(self.fixed["centers"], self.fixed["counts"], z, labels)  # in place
