@@ -19,7 +19,8 @@ PERTURBATIONS = ("soft_reset", "perturb_only", "scaled_gaussian")
 def sample_initial(module: nn.Module, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Fresh parameters φ from the module's PyTorch default initialisation, drawn from `generator`."""
     if isinstance(module, (nn.Linear, nn.Conv2d)):
-        weight = torch.empty_like(module.weight)
+        # A fresh contiguous tensor: a strided weight (a population member's view) must draw the same values.
+        weight = torch.empty(module.weight.shape, dtype=module.weight.dtype, device=module.weight.device)
         nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
         fresh = {"weight": weight}
         if module.bias is not None:

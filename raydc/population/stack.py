@@ -34,7 +34,10 @@ class StackedModels:
         with torch.no_grad():
             held = [dict(m.named_parameters()) | dict(m.named_buffers()) for m in models]
             stacked = {name: torch.stack([h[name].detach() for h in held]) for name in held[0]}
-        self.params = {name: stacked.pop(name).requires_grad_() for name in trainable}
+        # vmap returns the gradient of an (M, a, b) matrix laid out as (M, b, a): storing those matrices that way
+        # makes every gradient contiguous, so the fused Adam reads it without a copy; the forward sees (M, a, b) views.
+        self.transposed = {name for name in trainable if stacked[name].dim() == 3}
+        self.params = {name: _store(stacked.pop(name), name in self.transposed).requires_grad_() for name in trainable}
         self.fixed = stacked
         self.bind(models)
 
@@ -43,8 +46,8 @@ class StackedModels:
         return len(self.fixed["counts"])
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """Every parameter and buffer as an (M, ...) tensor."""
-        return self.params | self.fixed
+        """Every parameter and buffer as an (M, ...) tensor of the member's shape."""
+        return {name: t.transpose(1, 2) if name in self.transposed else t for name, t in self.params.items()} | self.fixed
 
     def gradients(self, loss: torch.Tensor) -> list[torch.Tensor]:
         """Gradient of `loss` with respect to every trainable (M, ...) parameter, in `params` order."""
@@ -126,7 +129,7 @@ class StackedAdam:
     @torch.no_grad()
     def step(self, params: dict[str, torch.Tensor], grads: list[torch.Tensor]) -> None:
         self.steps += 1
-        grads = [g.contiguous() for g in grads]  # the fused kernel reads rows as dense memory
+        grads = [g.contiguous() for g in grads]  # the fused kernel reads rows as dense memory (a no-op by design)
         rows = [_rows(t) for t in (*params.values(), *grads, *self.exp_avg, *self.exp_avg_sq)]
         n = len(grads)
         for lr, members in _members_by_value(self.lr).items():
@@ -158,6 +161,10 @@ def _members_by_value(values: list[float]) -> dict[float, list[int]]:
     for row, value in enumerate(values):
         groups.setdefault(value, []).append(row)
     return groups
+
+
+def _store(stacked: torch.Tensor, transposed: bool) -> torch.Tensor:
+    return stacked.transpose(1, 2).contiguous() if transposed else stacked
 
 
 def _per_member(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
