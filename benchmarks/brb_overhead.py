@@ -23,7 +23,8 @@ from epoch_time import synthetic_mnist, time_trial, timing_parser
 from raydc.clustering.kmeans import recluster
 from raydc.config import make_config
 from raydc.resets import apply_plan, reset_momentum
-from raydc.train import Trial, embed, resolve_device, sync_device
+from raydc.train import resolve_device, sync_device
+from raydc.trial import Trial, embed
 
 
 def step_parts(algorithm: str, args: argparse.Namespace, data, device: torch.device) -> dict[str, float]:

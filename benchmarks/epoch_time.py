@@ -16,7 +16,8 @@ import torch
 from raydc.config import make_config
 from raydc.data.dataset import standardize
 from raydc.records import EpochRecord
-from raydc.train import Trial, sync_device
+from raydc.train import sync_device
+from raydc.trial import Trial
 
 
 def synthetic_mnist(n: int, k: int = 10, seed: int = 0):

@@ -14,7 +14,7 @@ from torch.profiler import ProfilerActivity, profile
 from epoch_time import synthetic_mnist
 from raydc.config import make_config
 from raydc.precision import training_precision
-from raydc.train import Trial
+from raydc.trial import Trial
 
 STEPS = 20
 

@@ -26,7 +26,8 @@ import torch
 from raydc.config import make_config
 from raydc.data import load_dataset
 from raydc.records import EpochRecord
-from raydc.train import Trial, sync_device
+from raydc.train import sync_device
+from raydc.trial import Trial
 
 
 def raydc_trial(data, device: torch.device, augment: bool, args: argparse.Namespace) -> Trial:

@@ -11,7 +11,8 @@ from raydc.contrastive.simclr import info_nce
 from raydc.data import load_dataset
 from raydc.data.dataset import standardize
 from raydc.pretrain import pretext_loss, pretrained_state
-from raydc.train import Trial, fit
+from raydc.train import fit
+from raydc.trial import Trial
 
 TINY = {"net": {"arch": "resnet18", "hidden": [64, 32], "embedding_dim": 16, "projector_width": 64,
                 "projector_dim": 16},

@@ -13,7 +13,8 @@ from raydc.data.dataset import standardize
 from raydc.population import fit_population
 from raydc.precision import training_precision
 from raydc.store import trial_id
-from raydc.train import Trial, fit
+from raydc.train import fit
+from raydc.trial import Trial
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

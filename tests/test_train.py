@@ -8,7 +8,8 @@ from raydc.config import make_config
 from raydc.data import load_dataset
 from raydc.records import EPOCH_FIELDS, EpochRecord
 from raydc.pretrain import pretrained_state
-from raydc.train import Trial, fit
+from raydc.train import fit
+from raydc.trial import Trial
 
 SMALL = {"net": {"hidden": [256, 128]}, "pretrain": {"epochs": 20}, "train": {"epochs": 5},
          "brb": {"interval": 2, "subsample": 1000}, "eval": {"subsample": 300}, "device": "cpu"}
@@ -78,7 +79,7 @@ def test_brb_step_refits_centroids_and_zeroes_momentum(algorithm, digits, cache)
         assert state["exp_avg"].abs().sum() == 0 and state["exp_avg_sq"].abs().sum() == 0
     else:
         assert torch.all(trial.model.counts == 100)  # DCN's running counts restart with the new centres
-        from raydc.train import embed
+        from raydc.trial import embed
         assert torch.equal(trial.model.assignments, trial.model.predict(embed(trial.net, digits.x)))
 
 
@@ -111,7 +112,7 @@ def test_each_mode_touches_what_it_should(mode, weights_change, centers_change, 
 def test_disentangled_centroids_are_label_means_of_unperturbed_embedding(digits, cache):
     trial = _ready_trial(_config(brb={"mode": "disentangled", "subsample": 5000}), digits, cache)
     trial.periodic_step()
-    from raydc.train import embed
+    from raydc.trial import embed
     z = embed(trial.net, digits.x)
     # with the subsample covering the data, every centroid is a mean of unperturbed embeddings
     centers = trial.model.centers.detach()

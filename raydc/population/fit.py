@@ -33,14 +33,8 @@ from raydc.population.checkpoint import checkpoint_path, load_population, restor
 from raydc.population.stack import StackedAdam, StackedModels, clip_per_member
 from raydc.records import FINAL_METRICS, EpochRecord, TrialRecord
 from raydc.store import trial_id
-from raydc.train import (
-    Trial,
-    kmeans_scores,
-    sync_device,
-    pretrain_and_init,
-    resolve_device,
-    versions,
-)
+from raydc.train import kmeans_scores, pretrain_and_init, resolve_device, sync_device, versions
+from raydc.trial import Trial
 
 MemberReport = Callable[[int, EpochRecord], None]
 VARYING_FIELDS = ("seed", "brb.alpha", "brb.interval", "train.lr")

@@ -16,7 +16,7 @@ from torch.func import functional_call, vmap
 from raydc.clustering import CentroidModel
 from raydc.clustering.kmeans import nearest
 from raydc.clustering.objectives import dcn_update_centers
-from raydc.train import EMBED_CHUNK
+from raydc.trial import EMBED_CHUNK
 
 BETAS = (0.9, 0.999)
 EPS = 1e-8

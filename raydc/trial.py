@@ -1,0 +1,269 @@
+"""A trial's mutable state and the steps that change it: initial clustering, BRB's periodic step, one clustering
+epoch (replayed as CUDA graphs on a GPU), evaluation, the self-labeling stage's setup, and checkpoints."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from raydc import metrics
+from raydc.batches import epoch_batches
+from raydc.captured import CapturedStep
+from raydc.clustering import CentroidModel
+from raydc.clustering.kmeans import kmeans, nearest, recluster
+from raydc.config import RECLUSTERING_MODES, TrialConfig
+from raydc.contrastive.lfss import LFSS
+from raydc.data import Dataset, make_augmenter, make_strong_augmenter
+from raydc.errors import TrialDiverged
+from raydc.nets import build_network
+from raydc.precision import training_precision
+from raydc.pretrain import make_adam
+from raydc.records import EpochRecord
+from raydc.resets import apply_plan, reset_momentum, reset_plan
+from raydc.selflabel import Classifier, SelfLabeling, make_strategy, nmi_match
+
+CLUSTER_SEED_OFFSET = 2_000_003  # clustering draws from a stream independent of pretraining
+EMBED_CHUNK = 8192
+INIT_KMEANS_RESTARTS = 4
+HEAD_SEED_OFFSET = 3_000_017  # the self-labeling head's initialisation has its own stream
+
+
+@torch.no_grad()
+def embed(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Embeddings of x in evaluation mode, in chunks that bound memory."""
+    was_training = net.training
+    net.eval()
+    z = torch.cat([net.encode(chunk) for chunk in x.split(EMBED_CHUNK)])
+    net.train(was_training)
+    return z
+
+
+class Trial:
+    """The mutable state of one trial and the steps that change it."""
+
+    def __init__(self, config: TrialConfig, data: Dataset, device: torch.device):
+        self.config = config
+        self.data = data
+        self.device = device
+        torch.manual_seed(config.seed)  # identical initial weights on every device
+        self.embedding_dim = config.net.embedding_dim or data.n_clusters
+        self.net = build_network(config.net.arch, data.image_shape, config.net.hidden, self.embedding_dim,
+                                 projector_width=config.net.projector_width,
+                                 projector_dim=config.net.projector_dim).to(device)
+        self.augmenter = make_augmenter(data)
+        self.generator = torch.Generator(device=device).manual_seed(config.seed + CLUSTER_SEED_OFFSET)
+        eval_gen = torch.Generator().manual_seed(config.seed)
+        self.eval_index = torch.randperm(data.n, generator=eval_gen)[: config.eval.subsample].to(device)
+        self.reset_plan = reset_plan(self.net, config)
+        self.model: CentroidModel | LFSS | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.step_model: torch.nn.Module | None = None
+        self.train_step: CapturedStep | None = None
+        self.totals: dict[str, torch.Tensor] = {}  # loss terms summed over the epoch's samples, on the device
+        self.prev_labels: torch.Tensor | None = None
+        self.epoch = -1  # last finished clustering epoch
+
+    # --- setup -------------------------------------------------------------------------------
+    def init_clustering(self) -> None:
+        """k-means on the embedding of the whole dataset gives the initial centroids (LFSS clusters every epoch)."""
+        if self.config.train.algorithm == "lfss":
+            self._build_model()
+            return
+        z = embed(self.net, self.data.x)
+        centers, labels = kmeans(z, self.data.n_clusters, self.generator, n_init=INIT_KMEANS_RESTARTS)
+        self._build_model(centers, labels)
+        self.prev_labels = labels
+
+    def _build_model(self, centers: torch.Tensor | None = None, assignments: torch.Tensor | None = None) -> None:
+        cfg = self.config.train
+        if cfg.algorithm == "lfss":
+            lfss = self.config.lfss
+            self.model = LFSS(self.net, self.data.n_clusters, temperature=lfss.temperature, noise=lfss.noise,
+                              weight=lfss.weight, unstable_ratio=lfss.unstable_ratio,
+                              warmup_epochs=lfss.warmup_epochs, target_momentum=lfss.target_momentum,
+                              predictor_hidden=lfss.predictor_hidden, generator=self.generator).to(self.device)
+        else:
+            self.model = CentroidModel(self.net, centers, assignments, cfg.algorithm, cfg.effective_cluster_weight,
+                                       self.config.contrastive.temperature).to(self.device)
+        graphs = self.uses_cuda_graphs()
+        self.optimizer = make_adam(self._parameter_groups(), cfg.lr, capturable=graphs)
+        # Under torch.distributed (e.g. a Ray Train worker) gradients are averaged across the data shards.
+        # DEC never runs the decoder or projector, so DDP must not wait for their gradients.
+        # Every worker updates DCN's centres and assignments from the whole batch, so buffers stay in step.
+        unused = not getattr(self.model, "uses_auxiliary", True)
+        self.step_model = (DistributedDataParallel(self.model, find_unused_parameters=unused, broadcast_buffers=False)
+                           if _distributed() else self.model)
+        self.train_step = CapturedStep(self._step, enabled=graphs)
+        self.totals = {}
+
+    def uses_cuda_graphs(self) -> bool:
+        """Steps are replayed as CUDA graphs on a single GPU; LFSS's step and DDP's hooks are not capture-safe."""
+        return (self.config.train.cuda_graphs and self.device.type == "cuda" and not _distributed()
+                and self.config.train.algorithm != "lfss")
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        """LFSS's predictor learns 10x faster than the network (its App. D); everything else at train.lr."""
+        predictor = getattr(self.model, "predictor", None)
+        if predictor is None:
+            return [{"params": list(self.model.parameters())}]
+        fast = {id(p) for p in predictor.parameters()}
+        rest = [p for p in self.model.parameters() if id(p) not in fast]
+        return [{"params": rest}, {"params": list(predictor.parameters()), "lr": 10 * self.config.train.lr}]
+
+    # --- BRB and its ablations ---------------------------------------------------------------
+    def periodic_step(self) -> None:
+        """Every T epochs: perturb the network and/or recompute the centroids, as the mode says."""
+        brb = self.config.brb
+        mode = brb.mode
+        if mode in ("reset", "brb"):
+            apply_plan(self.reset_plan, self.generator, "soft_reset")
+        elif mode in ("perturb_only", "scaled_gaussian"):
+            apply_plan(self.reset_plan, self.generator, mode)
+        if mode not in RECLUSTERING_MODES:
+            return
+        k = self.data.n_clusters
+        sub = self.data.x[torch.randperm(self.data.n, generator=self.generator, device=self.generator.device)
+                          [: brb.subsample].to(self.device)]
+        z = embed(self.model.eval_net, sub)
+        if mode == "disentangled":  # Algorithm 2: labels from a reset copy, centroids from the unchanged net
+            twin = copy.deepcopy(self.net)
+            apply_plan(reset_plan(twin, self.config), self.generator, "soft_reset")
+            labels = self.model.predict(embed(twin, sub))
+            centers = _label_means(z, labels, self.model.centers.detach())
+        else:
+            if mode == "embedding_noise":  # eq 18: noise with the norm of each embedding, scaled by β
+                noise = torch.randn(z.shape, generator=self.generator, device=self.generator.device).to(z.device)
+                noise = noise / noise.norm(dim=1, keepdim=True).clamp_min(1e-12) * z.norm(dim=1, keepdim=True)
+                z = z + brb.noise_beta * noise
+            centers, _ = recluster(z, k, brb.recluster, self.generator)
+        # Every sample is reassigned to the new centroids (DCN's loss uses these assignments).
+        self.model.set_centers(centers, nearest(embed(self.net, self.data.x), centers))
+        if brb.reset_momentum and self.model.learnable_centers:
+            reset_momentum(self.optimizer, [self.model.centers])
+
+    def is_periodic_epoch(self, epoch: int) -> bool:
+        mode = self.config.brb.mode
+        return mode != "baseline" and epoch > 0 and epoch % self.config.brb.interval == 0
+
+    # --- one epoch -----------------------------------------------------------------------------
+    def train_epoch(self) -> dict[str, float]:
+        cfg = self.config.train
+        self.model.train()
+        rank, world = _rank_and_world()
+        augmenter = self.augmenter if cfg.augment else None
+        self.model.start_epoch(self.epoch + 1, self.data.x)
+        for total in self.totals.values():
+            total.zero_()
+        with training_precision(cfg.precision, self.device.type):
+            for index, batch, batch_aug in epoch_batches(self.data.x, cfg.batch_size, self.generator, augmenter,
+                                                         augment_both=self.config.two_views):
+                if world > 1:  # every worker draws the same batch and augmentation, then keeps its shard
+                    x_aug = batch_aug[rank::world] if batch_aug is not None else None
+                    self.train_step(batch[rank::world], x_aug, index[rank::world], batch, index)
+                else:
+                    self.train_step(batch, batch_aug, index)
+        totals = self.totals
+        if world > 1:
+            totals = {name: value.clone() for name, value in totals.items()}
+            for value in totals.values():
+                dist.all_reduce(value)
+        means = {name: float(v) / self.data.n for name, v in totals.items()}  # one host sync per epoch
+        if not all(np.isfinite(list(means.values()))) or not torch.isfinite(self.model.centers).all():
+            raise TrialDiverged(f"non-finite loss at clustering epoch {self.epoch + 1}: {means}")
+        return {**means, **self.model.end_epoch(self.data.x)}
+
+    def _step(self, x: torch.Tensor, x_aug: torch.Tensor | None, index: torch.Tensor,
+              batch: torch.Tensor | None = None, batch_index: torch.Tensor | None = None) -> None:
+        """One optimisation step on x (samples `index`, this worker's shard of batch/batch_index); capture-safe."""
+        terms = self.step_model(x, x_aug, index)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if self.config.train.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
+        self.optimizer.step()
+        self.model.after_step(x if batch is None else batch, index if batch_index is None else batch_index)
+        for name, value in terms.items():  # accumulated on the device: no host sync per step
+            if name not in self.totals:
+                self.totals[name] = torch.zeros((), device=self.device)
+            self.totals[name].add_(value.detach() * len(x))
+
+    @torch.no_grad()
+    def evaluate(self, record: EpochRecord) -> torch.Tensor:
+        """Fill the record's metrics from one embedding of the whole dataset; returns the labels."""
+        z = embed(self.model.eval_net, self.data.x)
+        labels = self.model.predict(z)
+        self.score(record, z, labels)
+        record.ratio_share = metrics.distance_ratio_share(z, self.model.centers.detach(),
+                                                          self.config.eval.ratio_threshold)
+        return labels
+
+    @torch.no_grad()
+    def score(self, record: EpochRecord, z: torch.Tensor, labels: torch.Tensor) -> None:
+        """Label metrics, label change since the last evaluation and embedding geometry of (z, labels)."""
+        y = self.data.y
+        record.acc = metrics.cluster_acc(y, labels)
+        record.nmi = metrics.nmi(y, labels)
+        record.ari = metrics.ari(y, labels)
+        if self.prev_labels is not None:
+            record.cl_change = metrics.cl_change(self.prev_labels, labels)
+        sub = self.eval_index
+        record.intra_cd, record.inter_cd = metrics.class_distances(z[sub], y[sub])
+        if len(torch.unique(labels[sub])) > 1:  # undefined for a collapsed clustering: stays NaN
+            record.silhouette = metrics.silhouette(z[sub], labels[sub])
+        self.prev_labels = labels
+
+    # --- self-labeling -------------------------------------------------------------------------
+    def self_labeling(self) -> SelfLabeling:
+        """The self-labeling stage on this trial's network, with a fresh head and the configured ReSL strategy."""
+        cfg, resl = self.config.selflabel, self.config.resl
+        with torch.random.fork_rng(devices=[]):  # the head's initial weights depend on the seed alone
+            torch.manual_seed(self.config.seed + HEAD_SEED_OFFSET)
+            classifier = Classifier(self.net, self.embedding_dim, self.data.n_clusters).to(self.device)
+        strategy = make_strategy(resl.strategy, alpha=resl.alpha, interval=resl.interval, momentum=resl.momentum,
+                                 ema_update=resl.ema_update, total_epochs=cfg.epochs, generator=self.generator)
+        # SCAN predicts pseudo-labels on the un-augmented image and trains on a strong augmentation of it.
+        return SelfLabeling(classifier, self.data.x, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            batch_size=cfg.batch_size, threshold=cfg.threshold, balance=cfg.balance,
+                            warmup_epochs=cfg.warmup_epochs, strategy=strategy, weak_augmenter=None,
+                            strong_augmenter=make_strong_augmenter(self.data), generator=self.generator)
+
+    @torch.no_grad()
+    def score_self_labeling(self, record: EpochRecord, stage: SelfLabeling) -> None:
+        """Metrics of the clustering network's head predictions, and NMI of the confident pseudo-labels."""
+        probs = stage.probabilities()
+        net = stage.strategy.eval_model(stage.classifier).net
+        self.score(record, embed(net, self.data.x), probs.argmax(1))
+        record.nmi_match = nmi_match(probs, self.data.y, self.config.selflabel.threshold)
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(), "prev_labels": self.prev_labels}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._build_model(state["model"]["centers"], state["model"].get("assignments"))
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"].cpu())
+        self.prev_labels = state["prev_labels"]
+        self.epoch = int(state["epoch"])
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _rank_and_world() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
+
+
+def _label_means(z: torch.Tensor, labels: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """Per-label mean of z; a label with no members keeps its previous centroid."""
+    k = len(fallback)
+    sums = torch.zeros_like(fallback).index_add_(0, labels, z)
+    counts = torch.bincount(labels, minlength=k).to(z.dtype).unsqueeze(1)
+    return torch.where(counts > 0, sums / counts.clamp_min(1), fallback)
