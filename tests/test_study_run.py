@@ -138,6 +138,21 @@ def test_killed_population_resumes_from_its_checkpoint(ray_cluster, tmp_path):
         assert elapsed[2] < elapsed[1] and elapsed[2] < elapsed[3]  # the retry restarted its clock at epoch 2
 
 
+def test_population_that_exhausts_its_retries_records_every_member_then_reruns(ray_cluster, tmp_path):
+    raw = tiny_study("population-error", {"brb.alpha": [0.6, 0.9]}, checkpoint_every=2, max_failures=0,
+                     resources={"population": 2})
+    raw["base"]["train"]["epochs"] = 4
+    out = tmp_path / "population-error"
+    out.mkdir()
+    (out / MARKER).write_text("cluster 2")
+    summary = run_study(parse_study(raw), out)
+    assert summary.counts == {"error": 2}  # both members, each with the epochs it had journaled:
+    assert sorted(t["epochs_done"] for t in rows(out, "trials")) == [2, 3]  # the crash came after member 0's epoch 2
+    summary = run_study(parse_study(raw), out)  # a rerun retries them from the population's checkpoint
+    assert summary.launched == 1 and summary.counts == {"finished": 2}
+    assert_exact_epochs(out, rows(out, "trials"))
+
+
 def test_killed_driver_then_resume_gives_exact_rows(ray_cluster, tmp_path):
     raw = tiny_study("killed", {"train.algorithm": ["dec", "idec", "dcn"]}, seeds=(0, 1))
     raw["base"]["train"]["epochs"] = 6
