@@ -13,3 +13,17 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """sklearn's 8×8 digits as a Dataset (modules with other needs define their own `digits`)."""
+    from raydc.data import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One pretraining per seed for the whole module: fit reuses it, as trials of a study do."""
+    return tmp_path_factory.mktemp("pretrain")

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from raydc.captured import CapturedStep
 from raydc.clustering.kmeans import sq_distances
 from raydc.config import make_config
-from raydc.data import load_dataset
 from raydc.data.dataset import standardize
 from raydc.population import fit_population
 from raydc.precision import training_precision
@@ -25,11 +24,6 @@ SMALL = {"net": {"hidden": [256, 128]}, "pretrain": {"epochs": 5}, "train": {"ep
 def _config(device, graphs, algorithm="idec", precision="float32", seed=0, **brb):
     train = {**SMALL["train"], "algorithm": algorithm, "cuda_graphs": graphs, "precision": precision}
     return make_config({**SMALL, "train": train, "brb": {**SMALL["brb"], **brb}, "device": device, "seed": seed})
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def _cluster_losses(config, digits, cache):

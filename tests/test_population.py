@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from raydc.config import ConfigError, make_config
-from raydc.data import load_dataset
 from raydc.population import fit_population
 from raydc.train import fit
 
@@ -22,16 +21,6 @@ def _config(seed=0, **groups):
     for group, fields in groups.items():
         values[group] = {**values.get(group, {}), **fields} if isinstance(fields, dict) else fields
     return make_config({**values, "seed": seed})
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("pretrain")
 
 
 def _cluster_records(records):

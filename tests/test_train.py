@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from raydc.config import make_config
-from raydc.data import load_dataset
 from raydc.records import EPOCH_FIELDS, EpochRecord
 from raydc.pretrain import pretrained_state
 from raydc.train import fit
@@ -20,17 +19,6 @@ def _config(**groups):
     for group, fields in groups.items():
         values[group] = {**values.get(group, {}), **fields} if isinstance(fields, dict) else fields
     return make_config(values)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """One pretraining per seed for the whole module: fit reuses it, as trials of a study do."""
-    return tmp_path_factory.mktemp("pretrain")
 
 
 def _ready_trial(config, data, cache):

@@ -154,11 +154,12 @@ def _run_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSetup
     with ExitStack() as held:
         for tid, _ in sorted(members):  # one order for every process: no two populations wait on each other
             held.enter_context(exclusive(setup.paths.lock_file(tid)))
-        todo = [(tid, values) for tid, values in members if _recorded_metrics(setup, tid) is None]
+        recorded = {tid: _recorded_metrics(setup, tid) for tid, _ in members}
+        todo = [(tid, values) for tid, values in members if recorded[tid] is None]
         if todo:
             execute_population(todo, setup, tune.report)
         else:
-            tune.report(_recorded_metrics(setup, members[0][0]))
+            tune.report(recorded[members[0][0]])
 
 
 def execute_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSetup, forward: Forward) -> None:
