@@ -3,13 +3,19 @@
 Profiles eager steps (CUDA graphs replay the same kernels, without the launch gaps) on synthetic MNIST-shaped data:
     python benchmarks/profile_step.py --algorithm idec --precision tf32
     python benchmarks/profile_step.py --population 16 --precision tf32
+Without a GPU, --device cpu counts the tensor operations a step dispatches (views excluded): each is one kernel on a
+GPU, so the count is the device-independent part of a step's cost:
+    python benchmarks/profile_step.py --device cpu --algorithm dec idec dcn --population 0 4
 """
 from __future__ import annotations
 
 import argparse
+import collections
+import itertools
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from epoch_time import synthetic_mnist
 from raydc.config import make_config
@@ -19,9 +25,22 @@ from raydc.trial import Trial
 STEPS = 20
 
 
+class OperationCount(TorchDispatchMode):
+    """Counts the tensor operations dispatched inside the block, by name; views and profiler markers launch no kernel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and not func.__name__.startswith("_record_function"):
+            self.counts[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
 def trial_steps(args: argparse.Namespace, data, device: torch.device):
     """A warm callable running one eager step of a trial (or a population) on a fixed batch."""
-    configs = [make_config({"seed": s, "device": "cuda", "pretrain": {"epochs": 0},
+    configs = [make_config({"seed": s, "device": str(device), "pretrain": {"epochs": 0},
                             "train": {"algorithm": args.algorithm, "cuda_graphs": False, "precision": args.precision}})
                for s in range(max(1, args.population))]
     trials = [Trial(c, data, device) for c in configs]
@@ -42,14 +61,26 @@ def trial_steps(args: argparse.Namespace, data, device: torch.device):
     return lambda: step(xs, xs_aug, indices)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algorithm", default="idec", choices=["dec", "idec", "dcn"])
-    parser.add_argument("--population", type=int, default=0, help="members of a stacked population (0: one trial)")
-    parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"])
-    parser.add_argument("--top", type=int, default=15)
-    args = parser.parse_args()
+def count_operations(args: argparse.Namespace) -> None:
+    """Operations per step of each algorithm and population size, on the CPU."""
+    device = torch.device("cpu")
+    data = synthetic_mnist(2_000)
+    for algorithm, population in itertools.product(args.algorithm, args.population):
+        step = trial_steps(argparse.Namespace(**{**vars(args), "algorithm": algorithm, "population": population}),
+                           data, device)
+        with training_precision(args.precision, "cpu"):
+            for _ in range(3):
+                step()
+            with OperationCount() as counted:
+                step()
+        top = ", ".join(f"{name} {n}" for name, n in counted.counts.most_common(args.top))
+        print(f"{algorithm} population={population}: {sum(counted.counts.values())} operations per step ({top})")
+
+
+def profile_kernels(args: argparse.Namespace) -> None:
+    """Kernels and kernel time per step of the first algorithm and population size, on the GPU."""
     device = torch.device("cuda")
+    args = argparse.Namespace(**{**vars(args), "algorithm": args.algorithm[0], "population": args.population[0]})
     data = synthetic_mnist(20_000).to(device)
     step = trial_steps(args, data, device)
     with training_precision(args.precision, "cuda"):
@@ -62,9 +93,21 @@ def main() -> None:
             torch.cuda.synchronize()
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     total_us = sum(e.device_time for e in kernels)
-    print(f"{args.algorithm} population={args.population} precision={args.precision}: {len(kernels) / STEPS:.0f} kernels and "
-          f"{total_us / STEPS / 1000:.3f} ms of kernel time per step")
+    print(f"{args.algorithm} population={args.population} precision={args.precision}: {len(kernels) / STEPS:.0f} "
+          f"kernels and {total_us / STEPS / 1000:.3f} ms of kernel time per step")
     print(prof.key_averages().table(sort_by="device_time_total", row_limit=args.top, max_name_column_width=60))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algorithm", nargs="+", default=["idec"], choices=["dec", "idec", "dcn"])
+    parser.add_argument("--population", type=int, nargs="+", default=[0],
+                        help="members of a stacked population (0: one trial)")
+    parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"])
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args()
+    count_operations(args) if args.device == "cpu" else profile_kernels(args)
 
 
 if __name__ == "__main__":

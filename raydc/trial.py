@@ -19,6 +19,7 @@ from raydc.config import RECLUSTERING_MODES, TrialConfig
 from raydc.contrastive.lfss import LFSS
 from raydc.data import Dataset, make_augmenter, make_strong_augmenter
 from raydc.errors import TrialDiverged
+from raydc.loss_totals import LossTotals
 from raydc.nets import build_network
 from raydc.precision import training_precision
 from raydc.pretrain import make_adam
@@ -63,7 +64,7 @@ class Trial:
         self.optimizer: torch.optim.Optimizer | None = None
         self.step_model: torch.nn.Module | None = None
         self.train_step: CapturedStep | None = None
-        self.totals: dict[str, torch.Tensor] = {}  # loss terms summed over the epoch's samples, on the device
+        self.totals = LossTotals()
         self.prev_labels: torch.Tensor | None = None
         self.epoch = -1  # last finished clustering epoch
 
@@ -98,7 +99,7 @@ class Trial:
         self.step_model = (DistributedDataParallel(self.model, find_unused_parameters=unused, broadcast_buffers=False)
                            if _distributed() else self.model)
         self.train_step = CapturedStep(self._step, enabled=graphs)
-        self.totals = {}
+        self.totals = LossTotals()
 
     def uses_cuda_graphs(self) -> bool:
         """Steps are replayed as CUDA graphs on a single GPU; LFSS's step and DDP's hooks are not capture-safe."""
@@ -156,8 +157,7 @@ class Trial:
         rank, world = _rank_and_world()
         augmenter = self.augmenter if cfg.augment else None
         self.model.start_epoch(self.epoch + 1, self.data.x)
-        for total in self.totals.values():
-            total.zero_()
+        self.totals.zero()
         with training_precision(cfg.precision, self.device.type):
             for index, batch, batch_aug in epoch_batches(self.data.x, cfg.batch_size, self.generator, augmenter,
                                                          augment_both=self.config.two_views):
@@ -166,12 +166,9 @@ class Trial:
                     self.train_step(batch[rank::world], x_aug, index[rank::world], batch, index)
                 else:
                     self.train_step(batch, batch_aug, index)
-        totals = self.totals
         if world > 1:
-            totals = {name: value.clone() for name, value in totals.items()}
-            for value in totals.values():
-                dist.all_reduce(value)
-        means = {name: float(v) / self.data.n for name, v in totals.items()}  # one host sync per epoch
+            dist.all_reduce(self.totals.sums)
+        means = self.totals.means(self.data.n)  # one host sync per epoch
         if not all(np.isfinite(list(means.values()))) or not torch.isfinite(self.model.centers).all():
             raise TrialDiverged(f"non-finite loss at clustering epoch {self.epoch + 1}: {means}")
         return {**means, **self.model.end_epoch(self.data.x)}
@@ -186,10 +183,7 @@ class Trial:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
         self.optimizer.step()
         self.model.after_step(x if batch is None else batch, index if batch_index is None else batch_index)
-        for name, value in terms.items():  # accumulated on the device: no host sync per step
-            if name not in self.totals:
-                self.totals[name] = torch.zeros((), device=self.device)
-            self.totals[name].add_(value.detach() * len(x))
+        self.totals.add(terms, len(x))
 
     @torch.no_grad()
     def evaluate(self, record: EpochRecord) -> torch.Tensor:

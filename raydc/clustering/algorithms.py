@@ -72,38 +72,33 @@ class CentroidModel(nn.Module):
 
     def forward(self, x: torch.Tensor, x_aug: torch.Tensor | None, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """Loss terms of the minibatch x (samples `index`); 'loss' is the weighted total that is optimised."""
+        views = 1 if x_aug is None else 2
+        inputs = x if x_aug is None else torch.cat([x, x_aug])  # both views in one pass: same row-wise arithmetic
         if self.contrastive:
-            (z, z_aug), auxiliary = self._contrastive_pass(x, x_aug)
-        elif x_aug is not None:  # both views in one pass: half the kernel launches, same row-wise arithmetic
-            z, z_aug = self.net.encode(torch.cat([x, x_aug])).chunk(2)
+            z, auxiliary = self._contrastive_pass(inputs)
         else:
-            z, z_aug = self.net.encode(x), None
+            z = self.net.encode(inputs)
         if self.algorithm == "dcn":
-            cluster = dcn_cluster_loss(z, self.centers, self.assignments[index], z_aug)
+            cluster = dcn_cluster_loss(z, self.centers, self.assignments[index], views)
         else:
-            cluster = dec_cluster_loss(z, self.centers, z_aug)
+            cluster = dec_cluster_loss(z, self.centers, views)
         terms = {"loss_cluster": cluster}
         if not self.uses_auxiliary:
             terms["loss"] = cluster
             return terms
         if self.contrastive:
             terms["loss_contrastive"] = auxiliary
-        else:
-            if z_aug is None:
-                auxiliary = reconstruction_loss(x, self.net.decode(z))
-            else:  # eq 14, both views decoded in one pass
-                x_hat, x_aug_hat = self.net.decode(torch.cat([z, z_aug])).chunk(2)
-                auxiliary = 0.5 * (reconstruction_loss(x, x_hat) + reconstruction_loss(x_aug, x_aug_hat))
+        else:  # eq 14: the mean over both views' pixels is the mean of their two reconstruction losses
+            auxiliary = reconstruction_loss(inputs, self.net.decode(z))
             terms["loss_reconstruction"] = auxiliary
         terms["loss"] = auxiliary + self.cluster_weight * cluster
         return terms
 
-    def _contrastive_pass(self, x: torch.Tensor, x_aug: torch.Tensor
-                          ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
+    def _contrastive_pass(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Both views through one backbone pass (BatchNorm sees the 2N batch, as in pretraining)."""
-        z, p = self.net.encode_and_project(torch.cat([x, x_aug]))
+        z, p = self.net.encode_and_project(inputs)
         auxiliary = info_nce(*p.chunk(2), self.temperature) if self.uses_auxiliary else None
-        return z.chunk(2), auxiliary
+        return z, auxiliary
 
     @torch.no_grad()
     def after_step(self, x: torch.Tensor, index: torch.Tensor) -> None:

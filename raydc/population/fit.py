@@ -28,6 +28,7 @@ from raydc.captured import CapturedStep
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
 from raydc.data import Dataset, load_dataset
 from raydc.errors import TrialDiverged
+from raydc.loss_totals import LossTotals
 from raydc.precision import training_precision
 from raydc.population.checkpoint import checkpoint_path, load_population, restore_adam, restore_result, save_population
 from raydc.population.stack import StackedAdam, StackedModels, clip_per_member
@@ -203,7 +204,7 @@ class _Step:
 
     def __init__(self, stack: StackedModels, adam: StackedAdam, config: TrialConfig):
         self.stack, self.adam, self.config = stack, adam, config.train
-        self.totals: dict[str, torch.Tensor] = {}
+        self.totals = LossTotals()
 
     def __call__(self, x: torch.Tensor, x_aug: torch.Tensor | None, index: torch.Tensor) -> None:
         terms = self.stack.terms(x, x_aug, index)
@@ -213,10 +214,7 @@ class _Step:
         self.adam.step(self.stack.params, grads)
         if self.config.algorithm == "dcn":
             self.stack.dcn_after_step(x, index)
-        for name, value in terms.items():
-            if name not in self.totals:
-                self.totals[name] = torch.zeros_like(value.detach())
-            self.totals[name].add_(value.detach() * index.shape[1])
+        self.totals.add(terms, index.shape[1])
 
 
 def _captured_step(stack: StackedModels, adam: StackedAdam, trial: Trial) -> CapturedStep:
@@ -258,13 +256,12 @@ def _train_epoch(members: list[Member], step: CapturedStep, data: Dataset) -> li
     """One epoch of minibatch steps for every member at once; returns each member's mean loss terms."""
     cfg = members[0].trial.config.train
     order, x, x_aug = _epoch_data(members, data)
-    for total in step.step.totals.values():
-        total.zero_()
+    step.step.totals.zero()
     with training_precision(cfg.precision, members[0].trial.device.type):
         for start in range(0, data.n, cfg.batch_size):
             batch = slice(start, start + cfg.batch_size)
             step(x[:, batch], x_aug[:, batch] if x_aug is not None else None, order[:, batch])
-    means = {name: (value / data.n).tolist() for name, value in step.step.totals.items()}  # one host sync
+    means = step.step.totals.means(data.n)  # one host sync
     return [{name: values[row] for name, values in means.items()} for row in range(len(members))]
 
 
