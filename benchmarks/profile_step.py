@@ -23,6 +23,7 @@ from raydc.precision import training_precision
 from raydc.trial import Trial
 
 STEPS = 20
+NO_KERNEL = {"_unsafe_view", "_record_function_enter_new", "_record_function_exit"}  # aliasing and profiler markers
 
 
 class OperationCount(TorchDispatchMode):
@@ -33,7 +34,7 @@ class OperationCount(TorchDispatchMode):
         self.counts: collections.Counter[str] = collections.Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not func.is_view and not func.__name__.startswith("_record_function"):
+        if not func.is_view and func.overloadpacket.__name__ not in NO_KERNEL:
             self.counts[func.overloadpacket.__name__] += 1
         return func(*args, **(kwargs or {}))
 

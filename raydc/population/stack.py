@@ -7,6 +7,7 @@ The forward pass is the member model's own forward, run for every member at once
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -27,7 +28,7 @@ class StackedModels:
     """Parameters and buffers of M CentroidModels of one shape; `template` runs the forward for any member."""
 
     def __init__(self, models: list[CentroidModel]):
-        self.template = models[0]
+        self.template = _vmap_template(models[0])
         # DEC never runs the decoder: its weights get no gradient, so Adam leaves them alone, as in the plain path.
         trainable = [name for name, _ in models[0].named_parameters()
                      if models[0].uses_auxiliary or not name.startswith("net.decoder.")]
@@ -107,6 +108,23 @@ class StackedModels:
         labels = self.predict(z)
         self.fixed["assignments"].scatter_(1, index, labels)
         vmap(dcn_update_centers, out_dims=None)(self.fixed["centers"], self.fixed["counts"], z, labels)  # in place
+
+
+class _BiasAfterProduct(nn.Linear):
+    """nn.Linear as x·Wᵀ + b: under vmap that is a batched product and an add, where F.linear adds a kernel scaling the
+    bias in each direction; the arithmetic is the same."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight.T + self.bias
+
+
+def _vmap_template(model: CentroidModel) -> CentroidModel:
+    """A copy of a member's model (functional_call swaps in the stacked tensors) with vmap-friendly linear layers."""
+    template = copy.deepcopy(model)
+    for module in template.modules():
+        if type(module) is nn.Linear and module.bias is not None:
+            module.__class__ = _BiasAfterProduct
+    return template
 
 
 class StackedAdam:
