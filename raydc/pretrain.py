@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 
 from raydc.batches import epoch_batches
+from raydc.captured import CapturedStep
 from raydc.atomic import exclusive
 from raydc.checkpoint import atomic_save, load
 from raydc.clustering.objectives import reconstruction_loss
@@ -78,24 +79,31 @@ def pretext_loss(net: torch.nn.Module, config: TrialConfig
 
 def train_pretext(net: torch.nn.Module, data: Dataset, config: TrialConfig, augmenter: Augmenter | None,
                   on_epoch: Callable[[int, float], None]) -> list[float]:
-    """Self-supervised pretraining; returns the mean loss of every epoch."""
+    """Self-supervised pretraining; returns the mean loss of every epoch. On a GPU (train.cuda_graphs) each step
+    replays as a CUDA graph, like the clustering steps."""
     cfg = config.pretrain
     device = data.x.device
     generator = torch.Generator(device=device).manual_seed(config.seed + PRETRAIN_SEED_OFFSET)
-    optimizer = make_adam(net.parameters(), cfg.lr, cfg.weight_decay)
+    graphs = config.train.cuda_graphs and device.type == "cuda"
+    optimizer = make_adam(net.parameters(), cfg.lr, cfg.weight_decay, capturable=graphs)
     loss_of = pretext_loss(net, config)
-    two_views = is_contrastive(net)
+    total = torch.zeros((), device=device)  # the epoch's loss sum, on the device: no host sync per step
+
+    def step(x: torch.Tensor, x_aug: torch.Tensor | None) -> None:
+        loss = loss_of(x, x_aug)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total.add_(loss.detach() * len(x))
+
+    train_step = CapturedStep(step, enabled=graphs)
     net.train()
     losses = []
     for epoch in range(cfg.epochs):
-        total = torch.zeros((), device=device)
+        total.zero_()
         for _, x, x_aug in epoch_batches(data.x, cfg.batch_size, generator, augmenter if cfg.augment else None,
-                                         augment_both=two_views):
-            loss = loss_of(x, x_aug)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach() * len(x)
+                                         augment_both=is_contrastive(net)):
+            train_step(x, x_aug)
         losses.append(float(total) / data.n)  # one host sync per epoch
         if not math.isfinite(losses[-1]):
             raise TrialDiverged(f"non-finite pretraining loss at epoch {epoch}")

@@ -1,4 +1,4 @@
-"""CUDA-graph replay of clustering steps computes what the eager step computes (GPU tests skip without CUDA)."""
+"""CUDA-graph replay of pretraining and clustering steps computes what the eager step computes (GPU tests skip without CUDA)."""
 import math
 
 import pytest
@@ -74,6 +74,17 @@ def test_graphs_follow_the_eager_trajectory(algorithm, digits, tmp_path):
         for field in ("loss", "loss_cluster"):
             assert getattr(b, field) == pytest.approx(getattr(a, field), rel=1e-4), (a.epoch, field)
     assert math.isclose(graphed.final["acc"], eager.final["acc"], abs_tol=0.01)
+
+
+@cuda
+def test_pretraining_steps_replay_as_graphs(digits, tmp_path):
+    losses = {}
+    for graphs in (False, True):  # separate caches: each run pretrains
+        records = []
+        fit(_config("cuda", graphs), records.append, dataset=digits, pretrain_cache=tmp_path / str(graphs))
+        losses[graphs] = [r.loss for r in records if r.phase == "pretrain"]
+    assert len(losses[True]) == SMALL["pretrain"]["epochs"]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
 
 
 @cuda
