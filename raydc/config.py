@@ -91,7 +91,7 @@ class TrainConfig(_Group):
     augment: bool = True
     cluster_weight: float | None = Field(default=None, gt=0)  # None = the algorithm's Table 5 weight
     grad_clip: float | None = Field(default=None, gt=0)
-    cuda_graphs: bool = True  # on a single GPU, replay each pretraining and clustering step as a CUDA graph (same arithmetic, fewer launches)
+    cuda_graphs: bool = True  # one GPU: pretraining and clustering steps replay as CUDA graphs
     precision: Precision = "float32"  # tf32 (CUDA matmuls) or bf16 (autocast) for the network; distances stay float32
 
     @property

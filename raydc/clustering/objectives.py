@@ -9,14 +9,15 @@ from raydc.precision import full_precision
 
 
 def target_distribution(q: torch.Tensor) -> torch.Tensor:
-    """Eq 4: sharpened targets of the Student-t soft assignments q (eq 3) p ∝ q² / f_j with soft cluster frequencies f_j = Σ_i q_ij."""
+    """Eq 4: sharpened targets p ∝ q² / f_j of the Student-t soft assignments q (eq 3), with soft cluster frequencies
+    f_j = Σ_i q_ij."""
     weight = q.pow(2) / q.sum(0)
     return weight / weight.sum(1, keepdim=True)
 
 
 class _StudentTKL(torch.autograd.Function):
-    """Eq 5 (eq 15 over several views) with DEC's closed-form gradient (Xie et al., 2016, eqs 4-5): a quarter of the
-    kernels autograd records for the same loss, which bound a step's time on a GPU.
+    """Eq 5 (eq 15 over several views) with DEC's closed-form gradient (Xie et al., 2016, eqs 4-5): a third of the
+    kernels autograd records for the same loss, and those kernels bound a step's time on a GPU.
 
     With w_ij = k_ij (p_ij − q_ij) / n and the Student-t kernel k_ij = 1 / (1 + ‖z_i − μ_j‖²):
     ∂L/∂z_i = 2 Σ_j w_ij (z_i − μ_j) and ∂L/∂μ_j = −2 Σ_i w_ij (z_i − μ_j); the targets P are constants, as in DEC.
@@ -82,5 +83,5 @@ def dcn_update_centers(centers: torch.Tensor, counts: torch.Tensor, z: torch.Ten
 
 
 def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over pixels; mse_loss is one fused kernel each way where (x̂ − x)².mean() takes three and four."""
+    """Mean squared error over pixels (mse_loss: one fused kernel each way, where (x̂ − x)².mean() takes 3 and 4)."""
     return F.mse_loss(x_hat, x.flatten(1))
