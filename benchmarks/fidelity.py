@@ -1,7 +1,8 @@
 """Fidelity against the BRB paper's Table 13 (scenario 2: no pretraining, OPTDIGITS by default).
 
 Runs DEC/IDEC/DCN with and without BRB over several seeds and prints mean ± std of ACC/NMI/ARI
-beside the paper's values; "k-means ACC" is a fresh k-means on the final embedding (ClustPy's `labels_`).
+beside the paper's values; "k-means ACC" is a fresh k-means on the final embedding (ClustPy's `labels_`), "empty"
+the mean number of clusters the algorithm's final assignment leaves without a sample.
 Example:
     python benchmarks/fidelity.py --epochs 400 --seeds 0 1 2 --jobs 6
 """
@@ -27,6 +28,7 @@ def run_one(job: tuple[str, str, int, argparse.Namespace]) -> tuple[str, str, in
     import torch
 
     torch.set_num_threads(max(1, args.threads))
+    from raydc.data import load_dataset
     from raydc.train import fit
 
     config = {"seed": seed, "device": args.device, "data": {"name": args.dataset},
@@ -34,8 +36,12 @@ def run_one(job: tuple[str, str, int, argparse.Namespace]) -> tuple[str, str, in
               "train": {"algorithm": algorithm, "epochs": args.epochs, "precision": args.precision},
               "brb": {"mode": mode, "alpha": 0.8, "interval": 20}, "eval": {"every": args.epochs}}
     started = time.perf_counter()
-    record = fit(config)
-    return algorithm, mode, seed, record.final if record.status == "finished" else {}, time.perf_counter() - started
+    data = load_dataset(args.dataset)
+    record = fit(config, dataset=data)
+    if record.status != "finished":
+        return algorithm, mode, seed, {}, time.perf_counter() - started
+    empty = data.n_clusters - len(set(record.labels.tolist()))  # clusters the final assignment leaves empty
+    return algorithm, mode, seed, {**record.final, "empty": empty}, time.perf_counter() - started
 
 
 def main() -> None:
@@ -57,7 +63,8 @@ def main() -> None:
         for algorithm, mode, seed, final, secs in pool.imap_unordered(run_one, jobs):
             results.append((algorithm, mode, seed, final, secs))  # printed as they finish: a cut run keeps them
             print(f"{algorithm}+{mode} seed {seed}: acc {final.get('acc', float('nan')):.4f} "
-                  f"k-means acc {final.get('kmeans_acc', float('nan')):.4f} ({secs:.0f}s)", flush=True)
+                  f"k-means acc {final.get('kmeans_acc', float('nan')):.4f} empty clusters {final.get('empty')} "
+                  f"({secs:.0f}s)", flush=True)
     wall = time.perf_counter() - started
     import torch
 
@@ -65,7 +72,7 @@ def main() -> None:
     print(f"\n{args.dataset}, pretrain {args.pretrain_epochs} epochs, {args.epochs} clustering epochs, "
           f"α 0.8, T 20, lr 1e-3, seeds {args.seeds}, device {device}, wall {wall:.0f}s")
     print(f"{'variant':<12} {'ACC':>14} {'paper':>7} {'NMI':>14} {'paper':>7} {'ARI':>14} {'k-means ACC':>14} "
-          f"{'failed':>6} {'s/trial':>8}")
+          f"{'empty':>6} {'failed':>6} {'s/trial':>8}")
     for algorithm, mode in itertools.product(args.algorithms, ["baseline", "brb"]):
         rows = [r for a, m, _, r, _ in results if (a, m) == (algorithm, mode)]
         ok = [r for r in rows if r]
@@ -81,7 +88,8 @@ def main() -> None:
         paper = PAPER.get((algorithm, mode), {}) if args.pretrain_epochs == 0 and args.dataset == "optdigits" else {}
         name = algorithm.upper() + ("+BRB" if mode == "brb" else "")
         print(f"{name:<12} {cell('acc'):>14} {paper.get('acc', float('nan')):7.2f} {cell('nmi'):>14} "
-              f"{paper.get('nmi', float('nan')):7.2f} {cell('ari'):>14} {cell('kmeans_acc'):>14} {len(rows) - len(ok):>6} "
+              f"{paper.get('nmi', float('nan')):7.2f} {cell('ari'):>14} {cell('kmeans_acc'):>14} "
+              f"{statistics.mean(r['empty'] for r in ok) if ok else float('nan'):6.1f} {len(rows) - len(ok):>6} "
               f"{secs:8.1f}")
 
 
