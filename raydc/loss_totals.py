@@ -16,6 +16,8 @@ class LossTotals:
         values = torch.stack([value.detach().float() for value in terms.values()])
         if self.sums is None:
             self.names, self.sums = list(terms), torch.zeros_like(values)
+        elif list(terms) != self.names:
+            raise ValueError(f"loss terms {list(terms)} differ from the epoch's first step's {self.names}")
         self.sums.add_(values, alpha=count)
 
     def zero(self) -> None:

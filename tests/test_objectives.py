@@ -5,6 +5,7 @@ import pytest
 from torch.func import vmap
 
 from raydc.clustering.objectives import dcn_cluster_loss, dcn_update_centers, dec_cluster_loss, target_distribution
+from raydc.loss_totals import LossTotals
 
 
 def student_t_q(z, mu):
@@ -101,3 +102,14 @@ def test_dcn_center_update_equals_sequential_eq7():
     dcn_update_centers(centers, counts, z, labels)
     assert torch.allclose(centers, seq_c, atol=1e-6)
     assert torch.equal(counts, seq_n)
+
+
+def test_loss_totals_weight_each_term_by_its_samples_and_keep_the_names():
+    totals = LossTotals()
+    totals.add({"loss": torch.tensor(1.0), "loss_cluster": torch.tensor(0.5)}, 4)
+    totals.add({"loss": torch.tensor(3.0), "loss_cluster": torch.tensor(1.5)}, 2)
+    assert totals.means(6) == pytest.approx({"loss": 10 / 6, "loss_cluster": 5 / 6})
+    totals.zero()
+    assert totals.means(1) == {"loss": 0.0, "loss_cluster": 0.0}
+    with pytest.raises(ValueError, match="loss_cluster"):
+        totals.add({"loss": torch.tensor(1.0)}, 1)
