@@ -49,7 +49,16 @@ def cluster_acc(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     The Hungarian method runs on the (classes × clusters) contingency table, which may be rectangular;
     with more clusters than classes the unmatched clusters count as errors.
     """
+    return _acc_from(contingency(y_true, y_pred))
+
+
+def label_scores(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[float, float, float]:
+    """(ACC, NMI, ARI) from one contingency table: a third of the device round trips of three separate calls."""
     counts = contingency(y_true, y_pred)
+    return _acc_from(counts), _nmi_from(counts), _ari_from(counts)
+
+
+def _acc_from(counts: np.ndarray) -> float:
     rows, cols = linear_sum_assignment(counts, maximize=True)
     return float(counts[rows, cols].sum() / counts.sum())
 
@@ -75,7 +84,11 @@ def _pairs(sizes: np.ndarray) -> float:
 
 def ari(a: ArrayLike, b: ArrayLike) -> float:
     """Adjusted Rand index from the contingency table's pair counts."""
-    counts = contingency(a, b).astype(np.float64)
+    return _ari_from(contingency(a, b))
+
+
+def _ari_from(counts: np.ndarray) -> float:
+    counts = counts.astype(np.float64)
     both, in_a, in_b = _pairs(counts), _pairs(counts.sum(1)), _pairs(counts.sum(0))
     total = _pairs(counts.sum())
     expected = in_a * in_b / total if total else 0.0

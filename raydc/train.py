@@ -235,7 +235,7 @@ def kmeans_scores(z: torch.Tensor, data: Dataset, generator: torch.Generator) ->
     """ACC/NMI/ARI of a fresh k-means on the embedding (as ClustPy reports `labels_`)."""
     _, labels = kmeans(z, data.n_clusters, generator, n_init=INIT_KMEANS_RESTARTS)
     y = data.y
-    return dict(zip(KMEANS_METRICS, (metrics.cluster_acc(y, labels), metrics.nmi(y, labels), metrics.ari(y, labels))))
+    return dict(zip(KMEANS_METRICS, metrics.label_scores(y, labels)))
 
 
 def sync_device(device: torch.device) -> None:

@@ -199,9 +199,7 @@ class Trial:
     def score(self, record: EpochRecord, z: torch.Tensor, labels: torch.Tensor) -> None:
         """Label metrics, label change since the last evaluation and embedding geometry of (z, labels)."""
         y = self.data.y
-        record.acc = metrics.cluster_acc(y, labels)
-        record.nmi = metrics.nmi(y, labels)
-        record.ari = metrics.ari(y, labels)
+        record.acc, record.nmi, record.ari = metrics.label_scores(y, labels)
         if self.prev_labels is not None:
             record.cl_change = metrics.cl_change(self.prev_labels, labels)
         sub = self.eval_index

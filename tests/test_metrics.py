@@ -12,6 +12,7 @@ from raydc.metrics import (
     cl_change,
     cluster_acc,
     distance_ratio_share,
+    label_scores,
     nmi,
     silhouette,
     variation_of_information,
@@ -164,3 +165,4 @@ def test_device_contingency_metrics_match_sklearn():
         assert abs(nmi(ta, tb) - normalized_mutual_info_score(a, b, average_method="arithmetic")) < 1e-9
         assert abs(ari(ta, tb) - adjusted_rand_score(a, b)) < 1e-9
         assert cluster_acc(ta, tb) == cluster_acc(a, b)
+        assert label_scores(ta, tb) == (cluster_acc(a, b), nmi(a, b), ari(a, b))  # one table, same three scores
