@@ -50,7 +50,7 @@ class _StudentTKL(torch.autograd.Function):
         z, centers, kernel, q, p = ctx.saved_tensors
         with full_precision(z.device.type):
             z32, centers32 = z.float(), centers.float()
-            w = kernel * (p.repeat(ctx.views, 1) - q) * (2 * grad_loss / len(z))
+            w = kernel * (p - q.view(ctx.views, len(p), -1)).view_as(q) * (grad_loss * (2 / len(z)))  # p per view
             grad_z = torch.addmm(w.sum(1, keepdim=True) * z32, w, centers32, alpha=-1)
             grad_centers = torch.addmm(w.sum(0).unsqueeze(1) * centers32, w.T, z32, alpha=-1)
         return grad_z.to(z.dtype), grad_centers.to(centers.dtype), None
