@@ -6,6 +6,8 @@ Profiles eager steps (CUDA graphs replay the same kernels, without the launch ga
 Without a GPU, --device cpu counts the tensor operations a step dispatches (views excluded): each is one kernel on a
 GPU, so the count is the device-independent part of a step's cost:
     python benchmarks/profile_step.py --device cpu --algorithm dec idec dcn --population 0 4
+and --fusion compares one trial's forward + backward eager with what torch.compile fuses it into (CPU inductor):
+    python benchmarks/profile_step.py --device cpu --fusion --algorithm dec idec dcn
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from raydc.precision import training_precision
 from raydc.trial import Trial
 
 STEPS = 20
+GEMMS = {"mm", "addmm", "bmm", "baddbmm"}
 NO_KERNEL = {"_unsafe_view", "_record_function_enter_new", "_record_function_exit"}  # aliasing and profiler markers
 
 
@@ -78,6 +81,28 @@ def count_operations(args: argparse.Namespace) -> None:
         print(f"{algorithm} population={population}: {sum(counted.counts.values())} operations per step ({top})")
 
 
+def fusion_headroom(args: argparse.Namespace) -> None:
+    """Kernels of one trial's forward + backward eager vs compiled by torch.compile (inductor, on the CPU): what fusing
+    the element-wise work would leave. GEMMs stay library calls either way and are counted apart."""
+    import torch._inductor.metrics as inductor_metrics
+
+    data = synthetic_mnist(2_000)
+    for algorithm in args.algorithm:
+        config = make_config({"seed": 0, "device": "cpu", "pretrain": {"epochs": 0},
+                              "train": {"algorithm": algorithm, "cuda_graphs": False}})
+        trial = Trial(config, data, torch.device("cpu"))
+        trial.init_clustering()
+        index = torch.arange(256)
+        x, x_aug = data.x[index], data.x[index].flip(-1)
+        with OperationCount() as counted:
+            trial.model(x, x_aug, index)["loss"].backward()
+        gemms = sum(n for name, n in counted.counts.items() if name in GEMMS)
+        inductor_metrics.reset()
+        torch.compile(trial.model, fullgraph=True, dynamic=False)(x, x_aug, index)["loss"].backward()
+        print(f"{algorithm} forward + backward: {gemms} GEMMs, and {sum(counted.counts.values()) - gemms} other "
+              f"operations eager vs {inductor_metrics.generated_kernel_count} fused kernels compiled")
+
+
 def profile_kernels(args: argparse.Namespace) -> None:
     """Kernels and kernel time per step of the first algorithm and population size, on the GPU."""
     device = torch.device("cuda")
@@ -107,8 +132,13 @@ def main() -> None:
     parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--fusion", action="store_true",
+                        help="with --device cpu: kernels of forward + backward eager vs torch.compile (one trial)")
     args = parser.parse_args()
-    count_operations(args) if args.device == "cpu" else profile_kernels(args)
+    if args.device == "cuda":
+        profile_kernels(args)
+    else:
+        fusion_headroom(args) if args.fusion else count_operations(args)
 
 
 if __name__ == "__main__":
