@@ -26,6 +26,7 @@ class UnfinishedTrials(Callback):
             record_unfinished(self.trial_setup.paths, tid, values, "stopped")
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        done = done_ids(ResultStore(self.trial_setup.paths.root))  # read once for all members
         for tid, values in self.trial_setup.resolve_all(trial.config):  # every member of a crashed population
-            if tid not in done_ids(ResultStore(self.trial_setup.paths.root)):
+            if tid not in done:
                 record_unfinished(self.trial_setup.paths, tid, values, "error", _last_line(trial.get_error()))
