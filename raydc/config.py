@@ -13,6 +13,7 @@ BRBMode = Literal[
 ReclusterMethod = Literal["kmeans", "kmeans++", "kmedoids", "em", "random"]
 ReSLStrategy = Literal["none", "sp", "sp_star", "ht"]
 Precision = Literal["float32", "tf32", "bf16"]
+DCNUpdate = Literal["epoch", "step"]
 
 # Cluster-loss weights of Table 5: DEC trains on the clustering loss alone; LFSS weighs its terms with lfss.weight.
 DEFAULT_CLUSTER_WEIGHT = {"dec": 1.0, "idec": 0.1, "dcn": 0.025, "lfss": 1.0}
@@ -93,6 +94,9 @@ class TrainConfig(_Group):
     grad_clip: float | None = Field(default=None, gt=0)
     cuda_graphs: bool = True  # one GPU: pretraining and clustering steps replay as CUDA graphs
     precision: Precision = "float32"  # tf32 (CUDA matmuls) or bf16 (autocast) for the network; distances stay float32
+    # DCN's centroid updates. epoch: as the authors' released code, which produced the paper's tables (centres fixed
+    # through an epoch of network steps, then moved batch by batch); step: eq 7 after every step, counts that grow.
+    dcn_update: DCNUpdate = "epoch"
 
     @property
     def effective_cluster_weight(self) -> float:

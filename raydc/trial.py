@@ -65,6 +65,8 @@ class Trial:
         self.step_model: torch.nn.Module | None = None
         self.train_step: CapturedStep | None = None
         self.totals = LossTotals()
+        self.move_centers: CapturedStep | None = None  # DCN "epoch": one batch of the centre pass after each epoch
+        self.epoch_embedding: torch.Tensor | None = None  # the embedding after the last epoch, where one was needed
         self.prev_labels: torch.Tensor | None = None
         self.epoch = -1  # last finished clustering epoch
 
@@ -89,7 +91,7 @@ class Trial:
                               predictor_hidden=lfss.predictor_hidden, generator=self.generator).to(self.device)
         else:
             self.model = CentroidModel(self.net, centers, assignments, cfg.algorithm, cfg.effective_cluster_weight,
-                                       self.config.contrastive.temperature).to(self.device)
+                                       self.config.contrastive.temperature, cfg.dcn_update).to(self.device)
         graphs = self.uses_cuda_graphs()
         self.optimizer = make_adam(self._parameter_groups(), cfg.lr, capturable=graphs)
         # Under torch.distributed (e.g. a Ray Train worker) gradients are averaged across the data shards.
@@ -99,6 +101,8 @@ class Trial:
         self.step_model = (DistributedDataParallel(self.model, find_unused_parameters=unused, broadcast_buffers=False)
                            if _distributed() else self.model)
         self.train_step = CapturedStep(self._step, enabled=graphs)
+        sweeps = getattr(self.model, "sweeps_centers", False)
+        self.move_centers = CapturedStep(self.model.move_centers, enabled=graphs) if sweeps else None
         self.totals = LossTotals()
 
     def uses_cuda_graphs(self) -> bool:
@@ -157,6 +161,7 @@ class Trial:
         rank, world = _rank_and_world()
         augmenter = self.augmenter if cfg.augment else None
         self.model.start_epoch(self.epoch + 1, self.data.x)
+        self.epoch_embedding = None
         self.totals.zero()
         with training_precision(cfg.precision, self.device.type):
             for index, batch, batch_aug in epoch_batches(self.data.x, cfg.batch_size, self.generator, augmenter,
@@ -168,6 +173,8 @@ class Trial:
                     self.train_step(batch, batch_aug, index)
         if world > 1:
             dist.all_reduce(self.totals.sums)
+        if self.move_centers is not None:
+            self._sweep_centers()
         means = self.totals.means(self.data.n)  # one host sync per epoch
         if not all(np.isfinite(list(means.values()))) or not torch.isfinite(self.model.centers).all():
             raise TrialDiverged(f"non-finite loss at clustering epoch {self.epoch + 1}: {means}")
@@ -186,9 +193,19 @@ class Trial:
         self.totals.add(terms, len(x))
 
     @torch.no_grad()
+    def _sweep_centers(self) -> None:
+        """DCN "epoch": with the network fixed, move the centres batch by batch over a new order of the un-augmented
+        data (every worker draws the same order, so centres stay equal across workers)."""
+        z = embed(self.net, self.data.x)
+        order = torch.randperm(self.data.n, generator=self.generator, device=self.generator.device).to(z.device)
+        for batch in z[order].split(self.config.train.batch_size):
+            self.move_centers(batch)
+        self.epoch_embedding = z  # the network has not changed since: evaluation reuses it
+
+    @torch.no_grad()
     def evaluate(self, record: EpochRecord) -> torch.Tensor:
         """Fill the record's metrics from one embedding of the whole dataset; returns the labels."""
-        z = embed(self.model.eval_net, self.data.x)
+        z = self.epoch_embedding if self.epoch_embedding is not None else embed(self.model.eval_net, self.data.x)
         labels = self.model.predict(z)
         self.score(record, z, labels)
         record.ratio_share = metrics.distance_ratio_share(z, self.model.centers.detach(),

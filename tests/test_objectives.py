@@ -1,10 +1,17 @@
 """Hand-computed checks of the DEC/IDEC/DCN formulas (BRB paper eqs 3-7, 15, 17)."""
-import torch
+import functools
 
 import pytest
+import torch
 from torch.func import vmap
 
-from raydc.clustering.objectives import dcn_cluster_loss, dcn_update_centers, dec_cluster_loss, target_distribution
+from raydc.clustering.objectives import (
+    dcn_cluster_loss,
+    dcn_move_centers,
+    dcn_update_centers,
+    dec_cluster_loss,
+    target_distribution,
+)
 from raydc.loss_totals import LossTotals
 
 
@@ -102,6 +109,24 @@ def test_dcn_center_update_equals_sequential_eq7():
     dcn_update_centers(centers, counts, z, labels)
     assert torch.allclose(centers, seq_c, atol=1e-6)
     assert torch.equal(counts, seq_n)
+
+
+def test_dcn_move_centers_moves_only_centres_with_members_towards_their_mean():
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    z = torch.tensor([[1.0, 1.0], [3.0, -1.0], [9.0, 0.0]])  # two rows nearest centre 0, one nearest centre 1
+    dcn_move_centers(centers, z, rate=0.25)
+    expected = torch.tensor([[0.25 * 2.0, 0.0], [10.0 - 0.25 * 1.0, 0.0], [0.0, 10.0]])  # centre 2 has no member
+    assert torch.allclose(centers, expected)
+
+
+def test_dcn_move_centers_under_vmap_moves_each_member_alone():
+    gen = torch.Generator().manual_seed(0)
+    centers, z = torch.randn(3, 4, 2, generator=gen), torch.randn(3, 16, 2, generator=gen)
+    alone = centers.clone()
+    for member in range(3):
+        dcn_move_centers(alone[member], z[member], rate=0.1)
+    vmap(functools.partial(dcn_move_centers, rate=0.1), out_dims=None)(centers, z)
+    assert torch.allclose(centers, alone)
 
 
 def test_loss_totals_weight_each_term_by_its_samples_and_keep_the_names():

@@ -8,7 +8,7 @@ from raydc.config import make_config
 from raydc.records import EPOCH_FIELDS, EpochRecord
 from raydc.pretrain import pretrained_state
 from raydc.train import fit
-from raydc.trial import Trial
+from raydc.trial import Trial, embed
 
 SMALL = {"net": {"hidden": [256, 128]}, "pretrain": {"epochs": 20}, "train": {"epochs": 5},
          "brb": {"interval": 2, "subsample": 1000}, "eval": {"subsample": 300}, "device": "cpu"}
@@ -67,8 +67,40 @@ def test_brb_step_refits_centroids_and_zeroes_momentum(algorithm, digits, cache)
         assert state["exp_avg"].abs().sum() == 0 and state["exp_avg_sq"].abs().sum() == 0
     else:
         assert torch.all(trial.model.counts == 100)  # DCN's running counts restart with the new centres
-        from raydc.trial import embed
         assert torch.equal(trial.model.assignments, trial.model.predict(embed(trial.net, digits.x)))
+
+
+def test_dcn_epoch_update_keeps_centres_through_steps_then_moves_them_per_batch(digits, cache):
+    trial = _ready_trial(_config(train={"algorithm": "dcn"}), digits, cache)
+    model, k = trial.model, digits.n_clusters
+    before = model.centers.clone()
+    index = torch.arange(256)
+    trial._step(digits.x[index], None, index)
+    assert torch.equal(model.centers, before)  # network steps leave the centres alone
+    state = trial.generator.get_state()
+    trial._sweep_centers()
+    z = embed(trial.net, digits.x)
+    order = torch.randperm(digits.n, generator=torch.Generator().set_state(state))
+    expected = before.clone()
+    for batch in z[order].split(trial.config.train.batch_size):  # the authors' rule, one centre at a time
+        labels = ((batch[:, None] - expected[None]) ** 2).sum(-1).argmin(1)
+        expected = torch.stack([expected[j] + (batch[labels == j].mean(0) - expected[j]) / 101
+                                if (labels == j).any() else expected[j] for j in range(k)])
+    assert torch.allclose(model.centers, expected, atol=1e-5)
+    assert torch.equal(trial.epoch_embedding, z)  # evaluation reuses the pass's embedding
+
+
+@pytest.mark.parametrize("update", ["epoch", "step"])
+def test_dcn_loss_assigns_by_nearest_centre_or_by_stored_assignments(update, digits, cache):
+    trial = _ready_trial(_config(train={"algorithm": "dcn", "dcn_update": update}), digits, cache)
+    model, index = trial.model, torch.arange(512)
+    x = digits.x[index]
+    with torch.no_grad():
+        loss = model(x, None, index)["loss_cluster"]
+        nearest_labels = model.predict(embed(trial.net, x))
+        model.assignments[index] = (nearest_labels + 1) % digits.n_clusters  # stored S_t now disagrees
+        moved = model(x, None, index)["loss_cluster"]
+    assert torch.equal(moved, loss) == (update == "epoch")
 
 
 def test_momentum_kept_when_disabled(digits, cache):

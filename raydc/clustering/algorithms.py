@@ -7,6 +7,7 @@ from torch import nn
 from raydc.clustering.kmeans import nearest
 from raydc.clustering.objectives import (
     dcn_cluster_loss,
+    dcn_move_centers,
     dcn_update_centers,
     dec_cluster_loss,
     reconstruction_loss,
@@ -14,22 +15,31 @@ from raydc.clustering.objectives import (
 from raydc.contrastive.simclr import info_nce
 
 # Prior count of every DCN centre, from the original DCN code (also ClustPy's): early updates move centres by ~1%.
+# With dcn_update "epoch" the count stays at its prior, as in the authors' code: each move is 1/(1 + 100) of the way.
 DCN_PRIOR_COUNT = 100.0
+DCN_SWEEP_RATE = 1.0 / (1.0 + DCN_PRIOR_COUNT)
 
 
 class CentroidModel(nn.Module):
-    """A network, k centroids (learnable for DEC/IDEC, running means with counts for DCN) and the hard
-    assignment S_t of every sample, which DCN's loss uses and refreshes for each sample it visits.
+    """A network, k centroids (learnable for DEC/IDEC, moved by DCN's update rule) and the hard assignment S_t of
+    every sample.
+
+    DCN updates its centres in one of two ways (`dcn_update`). "epoch", as the authors' released code: the loss
+    assigns each sample to the nearest centre of its un-augmented embedding, the centres stay fixed through the
+    epoch's network steps, and afterwards the trial moves them batch by batch (`move_centers`). "step", eq 7 read
+    literally (and ClustPy): after every step the re-embedded batch is reassigned (S_t) and the centres become running
+    means whose counts only grow; the loss uses the stored S_t.
 
     IDEC and DCN add the network's self-supervised loss: reconstruction for an autoencoder, SimCLR's InfoNCE
     between the two augmented views for a network with a projector (DEC trains on the cluster loss alone).
     """
 
     def __init__(self, net: nn.Module, centers: torch.Tensor, assignments: torch.Tensor, algorithm: str,
-                 cluster_weight: float, temperature: float = 0.5):
+                 cluster_weight: float, temperature: float = 0.5, dcn_update: str = "epoch"):
         super().__init__()
         self.net = net
         self.algorithm = algorithm
+        self.dcn_update = dcn_update
         self.cluster_weight = cluster_weight
         self.temperature = temperature
         self.contrastive = hasattr(net, "project")
@@ -56,6 +66,11 @@ class CentroidModel(nn.Module):
         return {}
 
     @property
+    def sweeps_centers(self) -> bool:
+        """DCN as the authors' code runs it: the centres move in a pass after each epoch, not after each step."""
+        return self.algorithm == "dcn" and self.dcn_update == "epoch"
+
+    @property
     def learnable_centers(self) -> bool:
         return isinstance(self.centers, nn.Parameter)
 
@@ -79,7 +94,8 @@ class CentroidModel(nn.Module):
         else:
             z = self.net.encode(inputs)
         if self.algorithm == "dcn":
-            cluster = dcn_cluster_loss(z, self.centers, self.assignments[index], views)
+            labels = nearest(z[: len(x)].detach(), self.centers) if self.sweeps_centers else self.assignments[index]
+            cluster = dcn_cluster_loss(z, self.centers, labels, views)
         else:
             cluster = dec_cluster_loss(z, self.centers, views)
         terms = {"loss_cluster": cluster}
@@ -102,9 +118,14 @@ class CentroidModel(nn.Module):
 
     @torch.no_grad()
     def after_step(self, x: torch.Tensor, index: torch.Tensor) -> None:
-        """DCN reassigns the re-embedded batch and moves its centres (eq 7); DEC/IDEC rely on the optimizer."""
-        if self.algorithm == "dcn":
+        """DCN "step" reassigns the re-embedded batch and moves its centres (eq 7); DEC/IDEC rely on the optimizer."""
+        if self.algorithm == "dcn" and not self.sweeps_centers:
             z = self.net.encode(x).float()  # centres and counts stay float32 under bf16 autocast
             labels = self.predict(z)
             self.assignments[index] = labels
             dcn_update_centers(self.centers, self.counts, z, labels)
+
+    @torch.no_grad()
+    def move_centers(self, z: torch.Tensor) -> None:
+        """DCN "epoch", one batch of the pass after an epoch (network fixed): nearest centres move towards z."""
+        dcn_move_centers(self.centers, z, DCN_SWEEP_RATE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from raydc.clustering.kmeans import sq_distances
+from raydc.clustering.kmeans import nearest, sq_distances
 from raydc.precision import full_precision
 
 
@@ -81,6 +81,16 @@ def dcn_update_centers(centers: torch.Tensor, counts: torch.Tensor, z: torch.Ten
     new_counts = counts + added
     centers.mul_(counts.unsqueeze(1)).add_(sums).div_(new_counts.unsqueeze(1))
     counts.copy_(new_counts)
+
+
+def dcn_move_centers(centers: torch.Tensor, z: torch.Tensor, rate: float) -> None:
+    """The authors' minibatch update, in place: every centre nearest to some rows of z moves `rate` of the way to
+    their mean; the others stay. Capture-safe and vmappable (no host synchronisation, no data-dependent shapes)."""
+    labels = nearest(z, centers)
+    sums = torch.zeros_like(centers).index_add(0, labels, z)
+    sizes = torch.zeros_like(centers[:, 0]).index_add(0, labels, torch.ones_like(z[:, 0]))
+    moves = torch.where(sizes.unsqueeze(1) > 0, sums / sizes.clamp_min(1).unsqueeze(1) - centers, 0.0)
+    centers.add_(moves, alpha=rate)
 
 
 def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:

@@ -4,8 +4,9 @@ stacked model, so every kernel launch serves every member.
 Each member keeps everything the plain path gives a trial: its own Trial (weights from its seed, pretraining
 through the shared cache, initial k-means), its own generator (shuffle order, augmentation, soft-reset draws,
 reclustering subsample and k-means), its own Adam moments and learning rate, resets and reclustering at its own
-interval, DCN assignments and running-mean centres. Only the arithmetic is batched; the random streams are the
-plain path's, so a member follows the same trajectory as fit() of its config. The trajectories agree to float
+interval, DCN's centres (moved after each epoch, or assignments and running means after each step). Only the
+arithmetic is batched; the random streams are the plain path's, so a member follows the same trajectory as fit() of
+its config. The trajectories agree to float
 rounding rather than bit for bit: batched matmuls (vmap) and the stacked Adam round differently from addmm and
 the fused Adam kernel, and training amplifies those last-bit differences slowly over epochs.
 """
@@ -169,7 +170,7 @@ def _cluster_stage(members: list[Member], data: Dataset, started: float, save: C
     adam = StackedAdam(stack.params, [m.trial.config.train.lr for m in members])
     if saved is not None:
         restore_adam(adam, saved)
-    step = _captured_step(stack, adam, members[0].trial)
+    step, move = _captured_step(stack, adam, members[0].trial), _captured_move(stack, members[0].trial)
     for epoch in range(saved["epoch"] + 1 if saved else 0, config.train.epochs):
         t_epoch = time.perf_counter()
         records = [EpochRecord(phase="cluster", epoch=epoch) for _ in members]
@@ -177,15 +178,18 @@ def _cluster_stage(members: list[Member], data: Dataset, started: float, save: C
             if member.trial.is_periodic_epoch(epoch):
                 _periodic_step(member, record, stack, adam, row)
         losses = _train_epoch(members, step, data)
+        z = _sweep_centers(members, stack, move, data) if move is not None else None
         kept = _record_losses(members, records, losses, stack, epoch)
         if len(kept) < len(members):
             members, records = [members[r] for r in kept], [records[r] for r in kept]
             stack.keep(kept, [m.trial.model for m in members])
             adam.keep(kept)
-            step = _captured_step(stack, adam, members[0].trial) if members else step
+            if members:
+                step, move = _captured_step(stack, adam, members[0].trial), _captured_move(stack, members[0].trial)
+            z = z[kept] if z is not None else None
         last = epoch == config.train.epochs - 1
         if members and (last or epoch % config.eval.every == 0):
-            _evaluate(members, records, stack, data, last)
+            _evaluate(members, records, stack, data, last, z)
         for member, record in zip(members, records):
             record.time_s = time.perf_counter() - t_epoch
             record.elapsed_s = time.perf_counter() - started
@@ -212,15 +216,38 @@ class _Step:
         if self.config.grad_clip is not None:
             clip_per_member(grads, self.config.grad_clip)
         self.adam.step(self.stack.params, grads)
-        if self.config.algorithm == "dcn":
+        if self.config.algorithm == "dcn" and self.config.dcn_update == "step":
             self.stack.dcn_after_step(x, index)
         self.totals.add(terms, index.shape[1])
 
 
 def _captured_step(stack: StackedModels, adam: StackedAdam, trial: Trial) -> CapturedStep:
     """A new step (and graphs) whenever the stack is rebuilt: graphs hold the addresses of the tensors they read."""
-    config = trial.config
-    return CapturedStep(_Step(stack, adam, config), enabled=config.train.cuda_graphs and trial.device.type == "cuda")
+    return CapturedStep(_Step(stack, adam, trial.config), enabled=_graphs(trial))
+
+
+def _graphs(trial: Trial) -> bool:
+    return trial.config.train.cuda_graphs and trial.device.type == "cuda"
+
+
+def _captured_move(stack: StackedModels, trial: Trial) -> CapturedStep | None:
+    """DCN "epoch": one batch of the centre pass after each epoch, for every member (None for other algorithms)."""
+    if trial.move_centers is None:
+        return None
+    return CapturedStep(stack.move_dcn_centers, enabled=_graphs(trial))
+
+
+@torch.no_grad()
+def _sweep_centers(members: list[Member], stack: StackedModels, move: CapturedStep, data: Dataset) -> torch.Tensor:
+    """Trial._sweep_centers for every member at once: each draws its own order from its own generator, as fit()
+    does; returns the (M, n, d) embedding the pass used, which evaluation reuses."""
+    z = stack.embed(data.x)
+    orders = torch.stack([torch.randperm(data.n, generator=m.trial.generator, device=m.trial.generator.device)
+                          for m in members]).to(z.device)
+    shuffled = torch.gather(z, 1, orders.unsqueeze(2).expand_as(z))
+    for batch in shuffled.split(members[0].trial.config.train.batch_size, dim=1):
+        move(batch)
+    return z
 
 
 def _record_losses(members: list[Member], records: list[EpochRecord], losses: list[dict[str, float]],
@@ -290,9 +317,9 @@ def _diverged(member: Member, terms: dict[str, float], finite_centers: bool, epo
 
 @torch.no_grad()
 def _evaluate(members: list[Member], records: list[EpochRecord], stack: StackedModels, data: Dataset,
-              last: bool) -> None:
-    """Every member's metrics from one stacked embedding of the whole dataset."""
-    z = stack.embed(data.x)
+              last: bool, z: torch.Tensor | None) -> None:
+    """Every member's metrics from one stacked embedding of the whole dataset (z, when this epoch made one)."""
+    z = stack.embed(data.x) if z is None else z
     labels = stack.predict(z)
     centers = stack.centers()
     for row, (member, record) in enumerate(zip(members, records)):

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import copy
 import math
+from functools import partial
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
 from raydc.clustering import CentroidModel
+from raydc.clustering.algorithms import DCN_SWEEP_RATE
 from raydc.clustering.kmeans import nearest
-from raydc.clustering.objectives import dcn_update_centers
+from raydc.clustering.objectives import dcn_move_centers, dcn_update_centers
 from raydc.trial import EMBED_CHUNK
 
 BETAS = (0.9, 0.999)
@@ -108,6 +110,11 @@ class StackedModels:
         labels = self.predict(z)
         self.fixed["assignments"].scatter_(1, index, labels)
         vmap(dcn_update_centers, out_dims=None)(self.fixed["centers"], self.fixed["counts"], z, labels)  # in place
+
+    @torch.no_grad()
+    def move_dcn_centers(self, z: torch.Tensor) -> None:
+        """CentroidModel.move_centers for every member: z is (M, B, d), a batch of each member's own order."""
+        vmap(partial(dcn_move_centers, rate=DCN_SWEEP_RATE), out_dims=None)(self.fixed["centers"], z)  # in place
 
 
 class _BiasAfterProduct(nn.Linear):
