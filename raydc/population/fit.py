@@ -6,9 +6,9 @@ through the shared cache, initial k-means), its own generator (shuffle order, au
 reclustering subsample and k-means), its own Adam moments and learning rate, resets and reclustering at its own
 interval, DCN's centres (moved after each epoch, or assignments and running means after each step). Only the
 arithmetic is batched; the random streams are the plain path's, so a member follows the same trajectory as fit() of
-its config. The trajectories agree to float
-rounding rather than bit for bit: batched matmuls (vmap) and the stacked Adam round differently from addmm and
-the fused Adam kernel, and training amplifies those last-bit differences slowly over epochs.
+its config. The trajectories agree to float rounding rather than bit for bit: batched matmuls (vmap) and the stacked
+Adam round differently from addmm and the fused Adam kernel, and training amplifies those last-bit differences slowly
+over epochs.
 """
 from __future__ import annotations
 
