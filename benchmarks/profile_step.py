@@ -45,7 +45,8 @@ class OperationCount(TorchDispatchMode):
 def trial_steps(args: argparse.Namespace, data, device: torch.device):
     """A warm callable running one eager step of a trial (or a population) on a fixed batch."""
     configs = [make_config({"seed": s, "device": str(device), "pretrain": {"epochs": 0},
-                            "train": {"algorithm": args.algorithm, "cuda_graphs": False, "precision": args.precision}})
+                            "train": {"algorithm": args.algorithm, "cuda_graphs": False, "precision": args.precision,
+                                      "dcn_update": args.dcn_update}})
                for s in range(max(1, args.population))]
     trials = [Trial(c, data, device) for c in configs]
     for trial in trials:
@@ -131,6 +132,7 @@ def main() -> None:
                         help="members of a stacked population (0: one trial)")
     parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--dcn-update", default="epoch", choices=["epoch", "step"], help="train.dcn_update")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--fusion", action="store_true",
                         help="with --device cpu: kernels of forward + backward eager vs torch.compile (one trial)")

@@ -88,9 +88,9 @@ def dcn_move_centers(centers: torch.Tensor, z: torch.Tensor, rate: float) -> Non
     their mean; the others stay. Capture-safe and vmappable (no host synchronisation, no data-dependent shapes)."""
     labels = nearest(z, centers)
     sums = torch.zeros_like(centers).index_add(0, labels, z)
-    sizes = torch.zeros_like(centers[:, 0]).index_add(0, labels, torch.ones_like(z[:, 0]))
-    moves = torch.where(sizes.unsqueeze(1) > 0, sums / sizes.clamp_min(1).unsqueeze(1) - centers, 0.0)
-    centers.add_(moves, alpha=rate)
+    sizes = torch.zeros_like(centers[:, :1]).index_add(0, labels, torch.ones_like(z[:, :1]))
+    # (Σz − n·μ)/n is the move to the members' mean, and 0 for a centre without members (n clamped to 1)
+    centers.add_((sums - sizes * centers) / sizes.clamp_min(1), alpha=rate)
 
 
 def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
