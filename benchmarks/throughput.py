@@ -28,7 +28,8 @@ def trial_config(rank: int, args: argparse.Namespace) -> dict:
     """Trial `rank` of the measured grid: its own seed, α and learning rate, everything else shared."""
     return {"seed": rank, "device": args.device, "pretrain": {"epochs": 0}, "net": {"hidden": args.hidden},
             "train": {"algorithm": args.algorithm, "epochs": args.warmup + args.epochs, "batch_size": args.batch_size,
-                      "lr": LRS[rank % len(LRS)], "cuda_graphs": not args.eager, "precision": args.precision},
+                      "lr": LRS[rank % len(LRS)], "cuda_graphs": not args.eager, "precision": args.precision,
+                      "dcn_update": args.dcn_update},
             "brb": {"mode": "brb", "interval": args.interval, "subsample": args.subsample,
                     "alpha": ALPHAS[rank % len(ALPHAS)]},
             "eval": {"every": 1}}
@@ -141,6 +142,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="timed clustering epochs per trial")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--algorithm", default="idec", choices=["dec", "idec", "dcn"])
+    parser.add_argument("--dcn-update", default="epoch", choices=["epoch", "step"], help="train.dcn_update")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--interval", type=int, default=20)
     parser.add_argument("--subsample", type=int, default=10_000)

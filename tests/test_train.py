@@ -149,13 +149,14 @@ def test_same_seed_same_metrics_and_different_seed_differs(digits, cache):
     assert c.final != a.final
 
 
-def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, digits, cache):
-    full = fit(_config(checkpoint_every=1), dataset=digits, pretrain_cache=cache)
-    short = _config(checkpoint_every=1, train={"epochs": 3})
+@pytest.mark.parametrize("algorithm", ["dec", "dcn"])
+def test_resume_from_checkpoint_matches_uninterrupted_run(algorithm, tmp_path, digits, cache):
+    full = fit(_config(checkpoint_every=1, train={"algorithm": algorithm}), dataset=digits, pretrain_cache=cache)
+    short = _config(checkpoint_every=1, train={"algorithm": algorithm, "epochs": 3})
     fit(short, dataset=digits, checkpoint_dir=tmp_path, pretrain_cache=cache)  # "interrupted" after epoch 2
     resumed_records = []
-    resumed = fit(_config(checkpoint_every=1), resumed_records.append, dataset=digits, checkpoint_dir=tmp_path,
-                  pretrain_cache=cache)
+    resumed = fit(_config(checkpoint_every=1, train={"algorithm": algorithm}), resumed_records.append, dataset=digits,
+                  checkpoint_dir=tmp_path, pretrain_cache=cache)
     assert [r.epoch for r in resumed_records] == [3, 4]  # only the missing epochs run
     assert resumed.final == full.final
 
