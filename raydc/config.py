@@ -94,8 +94,8 @@ class TrainConfig(_Group):
     grad_clip: float | None = Field(default=None, gt=0)
     cuda_graphs: bool = True  # one GPU: pretraining and clustering steps replay as CUDA graphs
     precision: Precision = "float32"  # tf32 (CUDA matmuls) or bf16 (autocast) for the network; distances stay float32
-    # DCN's centroid updates. epoch: as the authors' released code, which produced the paper's tables (centres fixed
-    # through an epoch of network steps, then moved batch by batch); step: eq 7 after every step, counts that grow.
+    # DCN's centroid updates. epoch: as the BRB authors' released code (centres fixed through an epoch of network
+    # steps, then moved batch by batch at a fixed rate); step: eq 7 after every step, with counts that grow.
     dcn_update: DCNUpdate = "epoch"
 
     @property
