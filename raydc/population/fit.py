@@ -208,6 +208,8 @@ class _Step:
 
     def __init__(self, stack: StackedModels, adam: StackedAdam, config: TrialConfig):
         self.stack, self.adam, self.config = stack, adam, config.train
+        # DCN's "step" rule moves the centres after every step (the model's own after_step, for every member)
+        self.dcn_after_step = config.train.algorithm == "dcn" and not stack.template.sweeps_centers
         self.totals = LossTotals()
 
     def __call__(self, x: torch.Tensor, x_aug: torch.Tensor | None, index: torch.Tensor) -> None:
@@ -216,7 +218,7 @@ class _Step:
         if self.config.grad_clip is not None:
             clip_per_member(grads, self.config.grad_clip)
         self.adam.step(self.stack.params, grads)
-        if self.config.algorithm == "dcn" and self.config.dcn_update == "step":
+        if self.dcn_after_step:
             self.stack.dcn_after_step(x, index)
         self.totals.add(terms, index.shape[1])
 
