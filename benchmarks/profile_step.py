@@ -60,7 +60,7 @@ def trial_steps(args: argparse.Namespace, data, device: torch.device):
     from raydc.population.stack import StackedAdam, StackedModels
 
     stack = StackedModels([t.model for t in trials])
-    step = _Step(stack, StackedAdam(stack.params, [1e-3] * len(trials)), configs[0])
+    step = _Step(stack, StackedAdam(stack.params, [1e-3] * len(trials)), configs[0], device.type)
     m = len(trials)
     xs, xs_aug, indices = (t.expand(m, *t.shape).contiguous() for t in (x, x_aug, index))  # as the static buffers
     return lambda: step(xs, xs_aug, indices)

@@ -94,6 +94,9 @@ class TrainConfig(_Group):
     grad_clip: float | None = Field(default=None, gt=0)
     cuda_graphs: bool = True  # one GPU: pretraining and clustering steps replay as CUDA graphs
     precision: Precision = "float32"  # tf32 (CUDA matmuls) or bf16 (autocast) for the network; distances stay float32
+    # One process: the clustering step's forward and backward fused by torch.compile (same arithmetic up to rounding;
+    # the first steps pay a one-off compilation of tens of seconds).
+    compile: bool = False
     # DCN's centroid updates. epoch: as the BRB authors' released code (centres fixed through an epoch of network
     # steps, then moved batch by batch at a fixed rate); step: eq 7 after every step, with counts that grow.
     dcn_update: DCNUpdate = "epoch"
@@ -213,6 +216,8 @@ class TrialConfig(_Group):
         if self.train.algorithm == "lfss" and self.train.precision == "bf16":
             raise ValueError("train.precision: lfss keeps its stability measure and EMA target in float32; "
                              "use float32 or tf32")
+        if self.train.algorithm == "lfss" and self.train.compile:
+            raise ValueError("train.compile: compiled steps cover dec, idec and dcn, not lfss; set it false")
         if self.resl.strategy != "none" and self.selflabel.epochs == 0:
             raise ValueError("resl.strategy: resets during self-labeling need selflabel.epochs > 0")
         return self

@@ -88,7 +88,7 @@ def trial_id(config: TrialConfig) -> str:
     Fields at their default are left out, so adding a new setting never changes existing trials' ids; settings
     that change how a trial runs but not what it computes are left out too.
     """
-    execution = {"device": True, "checkpoint_every": True, "train": {"cuda_graphs"}}
+    execution = {"device": True, "checkpoint_every": True, "train": {"cuda_graphs", "compile"}}
     payload = json.dumps(config.model_dump(exclude=execution, exclude_defaults=True),
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -19,6 +19,7 @@ from raydc.config import RECLUSTERING_MODES, TrialConfig
 from raydc.contrastive.lfss import LFSS
 from raydc.data import Dataset, make_augmenter, make_strong_augmenter
 from raydc.errors import TrialDiverged
+from raydc.fused import fuse, require_compiler
 from raydc.loss_totals import LossTotals
 from raydc.nets import build_network
 from raydc.precision import training_precision
@@ -50,6 +51,8 @@ class Trial:
         self.config = config
         self.data = data
         self.device = device
+        if config.train.compile:
+            require_compiler(device.type)
         torch.manual_seed(config.seed)  # identical initial weights on every device
         self.embedding_dim = config.net.embedding_dim or data.n_clusters
         self.net = build_network(config.net.arch, data.image_shape, config.net.hidden, self.embedding_dim,
@@ -98,8 +101,11 @@ class Trial:
         # DEC never runs the decoder or projector, so DDP must not wait for their gradients.
         # Every worker updates DCN's centres and assignments from the whole batch, so buffers stay in step.
         unused = not getattr(self.model, "uses_auxiliary", True)
-        self.step_model = (DistributedDataParallel(self.model, find_unused_parameters=unused, broadcast_buffers=False)
-                           if _distributed() else self.model)
+        if _distributed():
+            self.step_model = DistributedDataParallel(self.model, find_unused_parameters=unused,
+                                                      broadcast_buffers=False)
+        else:
+            self.step_model = fuse(self.model, self.device.type) if cfg.compile else self.model
         self.train_step = CapturedStep(self._step, enabled=graphs)
         sweeps = getattr(self.model, "sweeps_centers", False)
         self.move_centers = CapturedStep(self.model.move_centers, enabled=graphs) if sweeps else None

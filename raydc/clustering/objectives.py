@@ -31,7 +31,9 @@ class _StudentTKL(torch.autograd.Function):
             kernel = torch.reciprocal(sq_distances(z, centers).add_(1))
             q = kernel / kernel.sum(1, keepdim=True)
             batch = len(z) // views
-            p = target_distribution(q[:batch])  # the un-augmented view's targets serve every view
+            # The un-augmented view's targets serve every view. Detached, so that autograd of this forward is the
+            # closed form too: torch.compile under vmap differentiates it, not backward (pytorch/pytorch#129845).
+            p = target_distribution(q[:batch]).detach()
             log_q = q.clamp_min(1e-12).log().view(views, batch, -1)
             loss = (torch.xlogy(p, p).sum() * views - (p * log_q).sum()) / len(z)
         return loss, kernel, q, p

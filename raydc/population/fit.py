@@ -29,6 +29,7 @@ from raydc.captured import CapturedStep
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
 from raydc.data import Dataset, load_dataset
 from raydc.errors import TrialDiverged
+from raydc.fused import fuse
 from raydc.loss_totals import LossTotals
 from raydc.precision import training_precision
 from raydc.population.checkpoint import checkpoint_path, load_population, restore_adam, restore_result, save_population
@@ -206,14 +207,15 @@ class _Step:
     """One minibatch step of every member (forward, backward, clipping, Adam, DCN's update); capture-safe, so on a
     GPU it replays as a CUDA graph. Loss terms are summed into `totals` on the device."""
 
-    def __init__(self, stack: StackedModels, adam: StackedAdam, config: TrialConfig):
+    def __init__(self, stack: StackedModels, adam: StackedAdam, config: TrialConfig, device_type: str):
         self.stack, self.adam, self.config = stack, adam, config.train
+        self.terms = fuse(stack.terms, device_type) if config.train.compile else stack.terms
         # DCN's "step" rule moves the centres after every step (the model's own after_step, for every member)
         self.dcn_after_step = config.train.algorithm == "dcn" and not stack.template.sweeps_centers
         self.totals = LossTotals()
 
     def __call__(self, x: torch.Tensor, x_aug: torch.Tensor | None, index: torch.Tensor) -> None:
-        terms = self.stack.terms(x, x_aug, index)
+        terms = self.terms(x, x_aug, index)
         grads = self.stack.gradients(terms["loss"].sum())  # members share no parameters: the sum's gradient is each one's
         if self.config.grad_clip is not None:
             clip_per_member(grads, self.config.grad_clip)
@@ -225,7 +227,7 @@ class _Step:
 
 def _captured_step(stack: StackedModels, adam: StackedAdam, trial: Trial) -> CapturedStep:
     """A new step (and graphs) whenever the stack is rebuilt: graphs hold the addresses of the tensors they read."""
-    return CapturedStep(_Step(stack, adam, trial.config), enabled=_graphs(trial))
+    return CapturedStep(_Step(stack, adam, trial.config, trial.device.type), enabled=_graphs(trial))
 
 
 def _graphs(trial: Trial) -> bool:
