@@ -2,8 +2,8 @@
 
 Times whole clustering epochs (augmentation and per-epoch evaluation on) for DEC/IDEC/DCN and one BRB
 step (soft reset + embed a 10,000 subsample + k-means + momentum reset); the BRB overhead at interval
-T is step / (T × epoch). Example:
-    python benchmarks/epoch_time.py --n 70000 --epochs 3 --interval 20
+T is step / (T × epoch). --compile adds the paths with train.compile (the first, untimed epoch compiles). Example:
+    python benchmarks/epoch_time.py --n 70000 --epochs 3 --interval 20 [--compile]
 """
 from __future__ import annotations
 
@@ -30,18 +30,19 @@ def synthetic_mnist(n: int, k: int = 10, seed: int = 0):
 
 
 def time_trial(algorithm: str, args: argparse.Namespace, data, cuda_graphs: bool = True,
-               precision: str = "float32") -> tuple[float, float, float]:
+               precision: str = "float32", compiled: bool = False) -> tuple[float, float, float]:
     """Median seconds of (a clustering epoch with its evaluation, a BRB step, the evaluation alone)."""
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     config = make_config({"device": str(device), "pretrain": {"epochs": 0},
                           "train": {"algorithm": algorithm, "epochs": args.epochs, "batch_size": args.batch_size,
-                                    "cuda_graphs": cuda_graphs, "precision": precision},
+                                    "cuda_graphs": cuda_graphs, "precision": precision,
+                                    "compile": compiled},
                           "brb": {"mode": "brb", "interval": args.interval, "subsample": args.subsample},
                           "eval": {"subsample": args.eval_subsample}})
     trial = Trial(config, data.to(device), device)
     trial.init_clustering()
     epoch_times, step_times, eval_times = [], [], []
-    for i in range(args.epochs + 1):  # the first epoch warms up kernels, allocator and graph capture
+    for i in range(args.epochs + 1):  # the first epoch warms up kernels, allocator, compilation and graph capture
         sync_device(device)
         t0 = time.perf_counter()
         trial.train_epoch()
@@ -71,6 +72,7 @@ def timing_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--eval-subsample", type=int, default=2_000)
     parser.add_argument("--algorithms", nargs="+", default=["dec", "idec", "dcn"])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true", help="also time the paths with train.compile")
     return parser
 
 
@@ -80,19 +82,24 @@ def main() -> None:
     name = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "cpu"
     print(f"device {name}, torch {torch.__version__}, n {args.n}, batch {args.batch_size}, augmentation on, "
           f"evaluation every epoch")
-    paths = [("eager", False, "float32"), ("graphs", True, "float32"), ("g+tf32", True, "tf32"),
-             ("g+bf16", True, "bf16")]
-    paths = paths if name != "cpu" else paths[:1]
-    print(f"{'algorithm':<10} {'path':<7} {'s/epoch':>9} {'eval s':>8} {'BRB step s':>11} {'overhead @T':>12} "
+    # (name, CUDA graphs, precision, compiled); graphs and precision only matter on a GPU
+    paths = [("eager", False, "float32", False), ("graphs", True, "float32", False), ("g+tf32", True, "tf32", False),
+             ("g+bf16", True, "bf16", False)]
+    compiled = [("g+comp", True, "float32", True), ("g+tf32+comp", True, "tf32", True)]
+    if name == "cpu":
+        paths, compiled = paths[:1], [("compiled", False, "float32", True)]
+    paths += compiled if args.compile else []
+    print(f"{'algorithm':<10} {'path':<11} {'s/epoch':>9} {'eval s':>8} {'BRB step s':>11} {'overhead @T':>12} "
           f"{'speed-up':>9}")
     for algorithm in args.algorithms:
         baseline = None
-        for path, graphs, precision in paths:
-            epoch_s, step_s, eval_s = time_trial(algorithm, args, data, cuda_graphs=graphs, precision=precision)
+        for path, graphs, precision, compile_step in paths:
+            epoch_s, step_s, eval_s = time_trial(algorithm, args, data, cuda_graphs=graphs, precision=precision,
+                                                 compiled=compile_step)
             baseline = baseline or epoch_s
             overhead = 100 * step_s / (args.interval * epoch_s + step_s)
-            print(f"{algorithm + '+brb':<10} {path:<7} {epoch_s:9.3f} {eval_s:8.3f} {step_s:11.4f} {overhead:11.2f}% "
-                  f"{baseline / epoch_s:8.2f}x")
+            print(f"{algorithm + '+brb':<10} {path:<11} {epoch_s:9.3f} {eval_s:8.3f} {step_s:11.4f} "
+                  f"{overhead:11.2f}% {baseline / epoch_s:8.2f}x")
 
 
 if __name__ == "__main__":

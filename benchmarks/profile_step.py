@@ -2,12 +2,12 @@
 
 Profiles eager steps (CUDA graphs replay the same kernels, without the launch gaps) on synthetic MNIST-shaped data:
     python benchmarks/profile_step.py --algorithm idec --precision tf32
-    python benchmarks/profile_step.py --population 16 --precision tf32
+    python benchmarks/profile_step.py --population 16 --precision tf32 [--compile]
 Without a GPU, --device cpu counts the tensor operations a step dispatches (views excluded): each is one kernel on a
 GPU, so the count is the device-independent part of a step's cost:
     python benchmarks/profile_step.py --device cpu --algorithm dec idec dcn --population 0 4
-and --fusion compares one trial's forward + backward eager with what torch.compile fuses it into (CPU inductor):
-    python benchmarks/profile_step.py --device cpu --fusion --algorithm dec idec dcn
+and --fusion compares a step's forward + backward eager with what train.compile fuses it into (CPU inductor):
+    python benchmarks/profile_step.py --device cpu --fusion --algorithm dec idec dcn --population 0 4
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from epoch_time import synthetic_mnist
 from raydc.config import make_config
+from raydc.fused import fuse
 from raydc.precision import training_precision
 from raydc.trial import Trial
 
@@ -46,7 +47,7 @@ def trial_steps(args: argparse.Namespace, data, device: torch.device):
     """A warm callable running one eager step of a trial (or a population) on a fixed batch."""
     configs = [make_config({"seed": s, "device": str(device), "pretrain": {"epochs": 0},
                             "train": {"algorithm": args.algorithm, "cuda_graphs": False, "precision": args.precision,
-                                      "dcn_update": args.dcn_update}})
+                                      "dcn_update": args.dcn_update, "compile": args.compile}})
                for s in range(max(1, args.population))]
     trials = [Trial(c, data, device) for c in configs]
     for trial in trials:
@@ -83,25 +84,42 @@ def count_operations(args: argparse.Namespace) -> None:
 
 
 def fusion_headroom(args: argparse.Namespace) -> None:
-    """Kernels of one trial's forward + backward eager vs compiled by torch.compile (inductor, on the CPU): what fusing
-    the element-wise work would leave. GEMMs stay library calls either way and are counted apart."""
+    """Kernels of a step's forward + backward eager vs compiled as train.compile compiles it (inductor, on the CPU),
+    for one trial or a population: what fusing the element-wise work would leave. GEMMs stay library calls either way
+    and are counted apart."""
     import torch._inductor.metrics as inductor_metrics
 
+    from raydc.population.stack import StackedModels
+
     data = synthetic_mnist(2_000)
-    for algorithm in args.algorithm:
-        config = make_config({"seed": 0, "device": "cpu", "pretrain": {"epochs": 0},
-                              "train": {"algorithm": algorithm, "cuda_graphs": False}})
-        trial = Trial(config, data, torch.device("cpu"))
-        trial.init_clustering()
+    for algorithm, population in itertools.product(args.algorithm, args.population):
+        configs = [make_config({"seed": s, "device": "cpu", "pretrain": {"epochs": 0},
+                                "train": {"algorithm": algorithm, "cuda_graphs": False}})
+                   for s in range(max(1, population))]
+        trials = [Trial(c, data, torch.device("cpu")) for c in configs]
+        for trial in trials:
+            trial.init_clustering()
         index = torch.arange(256)
         x, x_aug = data.x[index], data.x[index].flip(-1)
+        if population:
+            stack = StackedModels([t.model for t in trials])
+            x, x_aug, index = (t.expand(population, *t.shape).contiguous() for t in (x, x_aug, index))
+
+            def forward_backward(terms):
+                stack.gradients(terms(x, x_aug, index)["loss"].sum())
+            forward = stack.terms
+        else:
+            def forward_backward(terms):
+                terms(x, x_aug, index)["loss"].backward()
+            forward = trials[0].model
         with OperationCount() as counted:
-            trial.model(x, x_aug, index)["loss"].backward()
+            forward_backward(forward)
         gemms = sum(n for name, n in counted.counts.items() if name in GEMMS)
         inductor_metrics.reset()
-        torch.compile(trial.model, fullgraph=True, dynamic=False)(x, x_aug, index)["loss"].backward()
-        print(f"{algorithm} forward + backward: {gemms} GEMMs, and {sum(counted.counts.values()) - gemms} other "
-              f"operations eager vs {inductor_metrics.generated_kernel_count} fused kernels compiled")
+        forward_backward(fuse(forward, "cpu"))
+        print(f"{algorithm} population={population} forward + backward: {gemms} GEMMs, and "
+              f"{sum(counted.counts.values()) - gemms} other operations eager vs "
+              f"{inductor_metrics.generated_kernel_count} fused kernels compiled")
 
 
 def profile_kernels(args: argparse.Namespace) -> None:
@@ -120,7 +138,8 @@ def profile_kernels(args: argparse.Namespace) -> None:
             torch.cuda.synchronize()
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     total_us = sum(e.device_time for e in kernels)
-    print(f"{args.algorithm} population={args.population} precision={args.precision}: {len(kernels) / STEPS:.0f} "
+    print(f"{args.algorithm} population={args.population} precision={args.precision} compiled={args.compile}: "
+          f"{len(kernels) / STEPS:.0f} "
           f"kernels and {total_us / STEPS / 1000:.3f} ms of kernel time per step")
     print(prof.key_averages().table(sort_by="device_time_total", row_limit=args.top, max_name_column_width=60))
 
@@ -134,8 +153,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--dcn-update", default="epoch", choices=["epoch", "step"], help="train.dcn_update")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--compile", action="store_true", help="on the GPU: profile the step with train.compile")
     parser.add_argument("--fusion", action="store_true",
-                        help="with --device cpu: kernels of forward + backward eager vs torch.compile (one trial)")
+                        help="with --device cpu: kernels of forward + backward eager vs train.compile")
     args = parser.parse_args()
     if args.device == "cuda":
         profile_kernels(args)

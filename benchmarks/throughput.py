@@ -29,6 +29,7 @@ def trial_config(rank: int, args: argparse.Namespace) -> dict:
     return {"seed": rank, "device": args.device, "pretrain": {"epochs": 0}, "net": {"hidden": args.hidden},
             "train": {"algorithm": args.algorithm, "epochs": args.warmup + args.epochs, "batch_size": args.batch_size,
                       "lr": LRS[rank % len(LRS)], "cuda_graphs": not args.eager, "precision": args.precision,
+                      "compile": args.compile,
                       "dcn_update": args.dcn_update},
             "brb": {"mode": "brb", "interval": args.interval, "subsample": args.subsample,
                     "alpha": ALPHAS[rank % len(ALPHAS)]},
@@ -149,6 +150,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--eager", action="store_true", help="no CUDA graphs (train.cuda_graphs false)")
     parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"], help="train.precision")
+    parser.add_argument("--compile", action="store_true", help="train.compile (compiled in the warm-up epochs)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per trial process")
     parser.add_argument("--population-threads", type=int, default=None,
                         help="torch CPU threads of the population process (default: all cores on cpu, else 1)")
@@ -163,7 +165,7 @@ def main() -> None:
     name = f"cpu ({os.cpu_count()} cores)" if on_cpu else torch.cuda.get_device_name()
     data_name = f"synthetic n={args.n}" if args.dataset == "synthetic" else args.dataset
     print(f"device {name}, torch {torch.__version__}, {args.algorithm}+brb T={args.interval}, {data_name}, hidden {args.hidden}, batch {args.batch_size}, "
-          f"{'eager' if args.eager else 'CUDA graphs'}{', ' + args.precision}, {args.epochs} timed epochs per "
+          f"{'eager' if args.eager else 'CUDA graphs'}{', ' + args.precision}{', compiled' * args.compile}, {args.epochs} timed epochs per "
           f"trial, augmentation and evaluation on; {args.threads} thread(s) per packed trial, "
           f"{args.population_threads} for the population")
     print(f"{'mode':>10} {'trials':>6} {'trial-epochs/s':>15} {'s/epoch':>8} {'vs first row':>12}")
