@@ -19,17 +19,31 @@ def epoch_batches(x: torch.Tensor, batch_size: int, generator: torch.Generator,
     objectives need). The permuted data and its augmentation are built once per epoch, so every step only
     slices contiguous views; per-sample augmentation parameters are independent, as with per-batch calls.
     """
-    order = torch.randperm(len(x), generator=generator, device=generator.device).to(x.device)
-    shuffled = x[order]
-    augmented = None
-    if augmenter is not None:
-        augmented = _augment(shuffled, augmenter, generator)
-        if augment_both:
-            shuffled = _augment(shuffled, augmenter, generator)
+    order, shuffled, augmented = shuffled_epoch(x, generator, augmenter)
+    if augment_both and augmenter is not None:
+        shuffled = _augment(shuffled, augmenter, generator, torch.empty_like(shuffled))
     for start in range(0, len(x), batch_size):
         stop = start + batch_size
         yield order[start:stop], shuffled[start:stop], (augmented[start:stop] if augmented is not None else None)
 
 
-def _augment(x: torch.Tensor, augmenter: Augmenter, generator: torch.Generator) -> torch.Tensor:
-    return torch.cat([augmenter(chunk, generator) for chunk in x.split(AUGMENT_CHUNK)])
+def shuffled_epoch(x: torch.Tensor, generator: torch.Generator, augmenter: Augmenter | None = None,
+                   into: tuple[torch.Tensor, torch.Tensor | None] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(order, x in that order, its augmentation or None) of one epoch, drawn as epoch_batches draws them; `into`
+    = (data, augmentation) buffers shaped like x receive them (a population's rows), so no copy is made."""
+    shuffled_out, augmented_out = into if into is not None else (None, None)
+    order = torch.randperm(len(x), generator=generator, device=generator.device).to(x.device)
+    shuffled = torch.index_select(x, 0, order, out=shuffled_out) if shuffled_out is not None else x[order]
+    augmented = None
+    if augmenter is not None:
+        augmented = _augment(shuffled, augmenter, generator,
+                             augmented_out if augmented_out is not None else torch.empty_like(shuffled))
+    return order, shuffled, augmented
+
+
+def _augment(x: torch.Tensor, augmenter: Augmenter, generator: torch.Generator, out: torch.Tensor) -> torch.Tensor:
+    """Augmentation of x written into `out`, a chunk at a time."""
+    for chunk, target in zip(x.split(AUGMENT_CHUNK), out.split(AUGMENT_CHUNK)):
+        target.copy_(augmenter(chunk, generator))
+    return out

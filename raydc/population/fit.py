@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from raydc import metrics
-from raydc.batches import epoch_batches
+from raydc.batches import shuffled_epoch
 from raydc.captured import CapturedStep
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
 from raydc.data import Dataset, load_dataset
@@ -298,16 +298,17 @@ def _train_epoch(members: list[Member], step: CapturedStep, data: Dataset) -> li
 
 def _epoch_data(members: list[Member], data: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(M, n) sample order, (M, n, ...) shuffled data and its augmentation, each member drawing from its own generator
-    exactly as epoch_batches draws in the plain path."""
-    cfg = members[0].trial.config.train
-    per_member = []
-    for member in members:
+    exactly as epoch_batches draws in the plain path; each member's rows are written in place (no per-member copies
+    to stack, which would triple the peak memory of a large population)."""
+    augment = members[0].trial.config.train.augment
+    order = torch.empty((len(members), data.n), dtype=torch.long, device=data.x.device)
+    x = data.x.new_empty((len(members), *data.x.shape))
+    x_aug = torch.empty_like(x) if augment else None
+    for row, member in enumerate(members):
         trial = member.trial
-        augmenter = trial.augmenter if cfg.augment else None
-        parts = list(epoch_batches(data.x, cfg.batch_size, trial.generator, augmenter))
-        per_member.append([torch.cat(p) if p[0] is not None else None for p in zip(*parts)])
-    order, x, x_aug = (list(p) for p in zip(*per_member))
-    return torch.stack(order), torch.stack(x), (torch.stack(x_aug) if x_aug[0] is not None else None)
+        into = (x[row], x_aug[row] if augment else None)
+        order[row] = shuffled_epoch(data.x, trial.generator, trial.augmenter if augment else None, into)[0]
+    return order, x, x_aug
 
 
 def _diverged(member: Member, terms: dict[str, float], finite_centers: bool, epoch: int) -> bool:
