@@ -19,6 +19,9 @@ from raydc.config import ConfigError
 
 Step = TypeVar("Step", bound=Callable)
 CPU_COMPILERS = ("g++", "c++", "clang++")
+# Graphs kept per compiled function: each algorithm, augmentation setting and precision compiles two batch shapes, so
+# a process running many kinds of trial outgrows dynamo's default of 8 and would fall back to eager steps.
+RECOMPILE_LIMIT = 64
 
 
 def require_compiler(device_type: str) -> None:
@@ -41,4 +44,5 @@ def require_compiler(device_type: str) -> None:
 def fuse(step: Step, device_type: str) -> Step:
     """`step` (a module or function of tensors) compiled whole: one graph, static shapes."""
     require_compiler(device_type)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     return torch.compile(step, fullgraph=True, dynamic=False)

@@ -7,6 +7,7 @@ from torch._dynamo.utils import counters
 
 from raydc.clustering.objectives import dec_cluster_loss
 from raydc.config import ConfigError, make_config
+from raydc.fused import RECOMPILE_LIMIT, fuse
 from raydc.population import fit_population
 from raydc.store import trial_id
 from raydc.train import fit
@@ -78,6 +79,11 @@ def test_a_trial_uses_the_compiled_model_only_when_asked(digits):
         trial.init_clustering()
         assert (trial.step_model is not trial.model) == compiled
         assert isinstance(trial.step_model, torch._dynamo.eval_frame.OptimizedModule) == compiled
+
+
+def test_a_process_keeps_compiled_steps_for_many_kinds_of_trial():
+    fuse(lambda x: x + 1, "cpu")
+    assert torch._dynamo.config.recompile_limit >= RECOMPILE_LIMIT
 
 
 def test_compilation_does_not_change_the_trial_id():
