@@ -299,7 +299,7 @@ def _train_epoch(members: list[Member], step: CapturedStep, data: Dataset) -> li
 def _epoch_data(members: list[Member], data: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(M, n) sample order, (M, n, ...) shuffled data and its augmentation, each member drawing from its own generator
     exactly as epoch_batches draws in the plain path; each member's rows are written in place (no per-member copies
-    to stack, which would triple the peak memory of a large population)."""
+    to stack, which doubled the peak memory of a large population)."""
     augment = members[0].trial.config.train.augment
     order = torch.empty((len(members), data.n), dtype=torch.long, device=data.x.device)
     x = data.x.new_empty((len(members), *data.x.shape))
