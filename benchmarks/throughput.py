@@ -90,24 +90,36 @@ def population_worker(size: int, args: argparse.Namespace, results) -> None:
     if failed:
         raise RuntimeError(f"{len(failed)} members failed: {failed[0]}")
     per_epoch = [marks[e] - marks[e - 1] for e in range(args.warmup, args.warmup + args.epochs)]
-    results.put((marks[args.warmup - 1], marks[args.warmup + args.epochs - 1], statistics.median(per_epoch)))
+    results.put((marks[args.warmup - 1], marks[args.warmup + args.epochs - 1], statistics.median(per_epoch),
+                 peak_memory_gib(args.device)))
 
 
-def run_population(size: int, args: argparse.Namespace) -> tuple[float, float]:
-    """(trial-epochs/s, s per population epoch) of a population of `size` in a fresh process."""
+def peak_memory_gib(device: str) -> float:
+    """Peak memory of this process so far: the device's allocations on a GPU, the resident set on the CPU."""
+    import resource
+
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+
+
+def run_population(size: int, args: argparse.Namespace) -> tuple[float, float, float]:
+    """(trial-epochs/s, s per population epoch, peak memory in GiB) of a population of `size` in a fresh process."""
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     proc = ctx.Process(target=population_worker, args=(size, args, results))
     proc.start()
     while True:
         try:
-            start, end, epoch_s = results.get(timeout=5)
+            start, end, epoch_s, peak_gib = results.get(timeout=5)
             break
         except queue.Empty:
             if proc.exitcode not in (None, 0):
                 raise RuntimeError("the population process failed; see its traceback above") from None
     proc.join()
-    return size * args.epochs / (end - start), epoch_s
+    return size * args.epochs / (end - start), epoch_s, peak_gib
 
 
 def run_pack(size: int, args: argparse.Namespace) -> tuple[float, float]:
@@ -168,14 +180,15 @@ def main() -> None:
           f"{'eager' if args.eager else 'CUDA graphs'}{', ' + args.precision}{', compiled' * args.compile}, {args.epochs} timed epochs per "
           f"trial, augmentation and evaluation on; {args.threads} thread(s) per packed trial, "
           f"{args.population_threads} for the population")
-    print(f"{'mode':>10} {'trials':>6} {'trial-epochs/s':>15} {'s/epoch':>8} {'vs first row':>12}")
+    print(f"{'mode':>10} {'trials':>6} {'trial-epochs/s':>15} {'s/epoch':>8} {'vs first row':>12} {'peak GiB':>9}")
     base = None
     runs = [("packed", size, run_pack) for size in args.packs]
     runs += [("population", size, run_population) for size in args.population]
     for mode, size, run in runs:
-        rate, epoch_s = run(size, args)
+        rate, epoch_s, *peak = run(size, args)
         base = base or rate
-        print(f"{mode:>10} {size:6d} {rate:15.3f} {epoch_s:8.3f} {rate / base:11.2f}x", flush=True)
+        peak_text = f"{peak[0]:9.2f}" if peak else f"{'-':>9}"  # packed trials' memory is split across processes
+        print(f"{mode:>10} {size:6d} {rate:15.3f} {epoch_s:8.3f} {rate / base:11.2f}x {peak_text}", flush=True)
 
 
 if __name__ == "__main__":
