@@ -7,12 +7,21 @@ from torch._dynamo.utils import counters
 
 from raydc.clustering.objectives import dec_cluster_loss
 from raydc.config import ConfigError, make_config
-from raydc.fused import RECOMPILE_LIMIT, fuse
+from raydc.fused import RECOMPILE_LIMIT, fuse, require_compiler
 from raydc.population import fit_population
 from raydc.store import trial_id
 from raydc.train import fit
 from raydc.trial import Trial
 
+def _cpu_compiler() -> bool:
+    try:
+        require_compiler("cpu")
+    except ConfigError:
+        return False
+    return True
+
+
+compiles = pytest.mark.skipif(not _cpu_compiler(), reason="needs a C++ compiler for inductor's CPU code")
 SMALL = {"net": {"hidden": [128, 64]}, "pretrain": {"epochs": 3}, "train": {"epochs": 4},
          "brb": {"interval": 2, "subsample": 1000}, "eval": {"subsample": 300}, "device": "cpu"}
 
@@ -38,6 +47,7 @@ def _assert_same_run(eager, compiled, rel=1e-4):
     assert math.isclose(compiled_result.final["acc"], eager_result.final["acc"], abs_tol=0.01)
 
 
+@compiles
 def test_compiled_dec_loss_keeps_its_targets_constant_under_vmap():
     """DEC's targets p are constants: the compiled, vmapped loss has the closed-form gradient of the eager one."""
     generator = torch.Generator().manual_seed(0)
@@ -53,6 +63,7 @@ def test_compiled_dec_loss_keeps_its_targets_constant_under_vmap():
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
 
 
+@compiles
 @pytest.mark.parametrize("algorithm", ["idec", "dcn"])
 def test_compiled_steps_follow_the_eager_trajectory(algorithm, digits, cache):
     eager = _cluster_records(_config(False, algorithm), digits, cache)
@@ -62,6 +73,7 @@ def test_compiled_steps_follow_the_eager_trajectory(algorithm, digits, cache):
     _assert_same_run(eager, compiled)
 
 
+@compiles
 def test_compiled_population_follows_the_eager_population(digits, cache):
     def run(compiled):
         configs = [_config(compiled, seed=s, lr=lr) for s, lr in ((0, 1e-3), (1, 2e-3))]
@@ -73,6 +85,7 @@ def test_compiled_population_follows_the_eager_population(digits, cache):
         _assert_same_run(eager, compiled)
 
 
+@compiles
 def test_a_trial_uses_the_compiled_model_only_when_asked(digits):
     for compiled in (False, True):
         trial = Trial(_config(compiled), digits, torch.device("cpu"))
@@ -81,6 +94,7 @@ def test_a_trial_uses_the_compiled_model_only_when_asked(digits):
         assert isinstance(trial.step_model, torch._dynamo.eval_frame.OptimizedModule) == compiled
 
 
+@compiles
 def test_a_process_keeps_compiled_steps_for_many_kinds_of_trial():
     fuse(lambda x: x + 1, "cpu")
     assert torch._dynamo.config.recompile_limit >= RECOMPILE_LIMIT
