@@ -34,7 +34,7 @@ def run_one(job: tuple[str, str, int, argparse.Namespace]) -> tuple[str, str, in
     config = {"seed": seed, "device": args.device, "data": {"name": args.dataset},
               "pretrain": {"epochs": args.pretrain_epochs},
               "train": {"algorithm": algorithm, "epochs": args.epochs, "precision": args.precision,
-                        "dcn_update": args.dcn_update},
+                        "dcn_update": args.dcn_update, "compile": args.compile},
               "brb": {"mode": mode, "alpha": 0.8, "interval": 20}, "eval": {"every": args.epochs}}
     started = time.perf_counter()
     data = load_dataset(args.dataset)
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"], help="train.precision")
     parser.add_argument("--dcn-update", default="epoch", choices=["epoch", "step"], help="train.dcn_update")
+    parser.add_argument("--compile", action="store_true", help="train.compile: the fused step's fidelity")
     args = parser.parse_args()
     jobs = [(a, m, s, args) for a, m, s in itertools.product(args.algorithms, ["baseline", "brb"], args.seeds)]
     started = time.perf_counter()
@@ -72,7 +73,7 @@ def main() -> None:
 
     device = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     print(f"\n{args.dataset}, pretrain {args.pretrain_epochs} epochs, {args.epochs} clustering epochs, "
-          f"α 0.8, T 20, lr 1e-3, DCN update {args.dcn_update}, seeds {args.seeds}, device {device}, wall {wall:.0f}s")
+          f"α 0.8, T 20, lr 1e-3, DCN update {args.dcn_update}, compiled {args.compile}, seeds {args.seeds}, device {device}, wall {wall:.0f}s")
     print(f"{'variant':<12} {'ACC':>14} {'paper':>7} {'NMI':>14} {'paper':>7} {'ARI':>14} {'k-means ACC':>14} "
           f"{'empty':>6} {'failed':>6} {'s/trial':>8}")
     for algorithm, mode in itertools.product(args.algorithms, ["baseline", "brb"]):
