@@ -14,3 +14,19 @@ def test_benchmark_script_imports(script, monkeypatch):
     module = importlib.import_module(script)
     assert callable(getattr(module, "main", None)), f"{script}.py has no main()"
     sys.modules.pop(script, None)
+
+
+@pytest.mark.parametrize("script", ["epoch_time", "brb_overhead"])
+def test_timing_benchmarks_run_on_a_tiny_cpu_case(script, monkeypatch, capsys):
+    """The epoch-time benchmarks drive the trial engine's internals directly: a tiny run catches API drift."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module(script)
+    monkeypatch.setattr(sys, "argv", [script, "--device", "cpu", "--n", "300", "--epochs", "1", "--subsample", "200",
+                                      "--eval-subsample", "100", "--algorithms", "dcn"])
+    module.main()
+    sys.modules.pop(script, None)
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("dcn")]
+    assert rows, "no timing row printed"
+    for row in rows:
+        seconds = [float(v.rstrip("%x")) for v in row[1:] if v[0].isdigit()]
+        assert seconds and all(s >= 0 for s in seconds) and any(s > 0 for s in seconds), row
