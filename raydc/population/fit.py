@@ -227,18 +227,14 @@ class _Step:
 
 def _captured_step(stack: StackedModels, adam: StackedAdam, trial: Trial) -> CapturedStep:
     """A new step (and graphs) whenever the stack is rebuilt: graphs hold the addresses of the tensors they read."""
-    return CapturedStep(_Step(stack, adam, trial.config, trial.device.type), enabled=_graphs(trial))
-
-
-def _graphs(trial: Trial) -> bool:
-    return trial.config.train.cuda_graphs and trial.device.type == "cuda"
+    return CapturedStep(_Step(stack, adam, trial.config, trial.device.type), enabled=trial.uses_cuda_graphs())
 
 
 def _captured_move(stack: StackedModels, trial: Trial) -> CapturedStep | None:
     """DCN "epoch": one batch of the centre pass after each epoch, for every member (None for other algorithms)."""
     if trial.move_centers is None:
         return None
-    return CapturedStep(stack.move_dcn_centers, enabled=_graphs(trial))
+    return CapturedStep(stack.move_dcn_centers, enabled=trial.uses_cuda_graphs())
 
 
 @torch.no_grad()
