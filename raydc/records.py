@@ -44,7 +44,7 @@ class EpochRecord:
     reset_applied: bool = False     # a BRB step (or its ablation) ran before this epoch
     reset_time_s: float = 0.0
     time_s: float = 0.0             # wall time of this epoch including evaluation
-    elapsed_s: float = 0.0          # wall time since the trial started
+    elapsed_s: float = 0.0          # wall time since the trial started (runs before a resume included)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,7 +63,7 @@ class TrialRecord:
     error: str | None = None
     final: dict[str, float] = field(default_factory=dict)
     epochs_done: int = 0
-    wall_time_s: float = 0.0
+    wall_time_s: float = 0.0        # the whole trial, runs before a resume included (see clock.py)
     pretrain_time_s: float = 0.0
     cluster_time_s: float = 0.0
     selflabel_time_s: float = 0.0

@@ -4,7 +4,8 @@
                        dotted column (brb.alpha, train.lr, ...), final metrics (acc, nmi, ari, intra_cd,
                        inter_cd, silhouette, ratio_share, loss, loss_reconstruction; kmeans_acc/nmi/ari of a
                        fresh k-means on the final embedding), epochs_done, timings
-                       (wall_time_s, pretrain_time_s, cluster_time_s, selflabel_time_s, reset_time_s), pretrain_cached,
+                       (wall_time_s, pretrain_time_s, cluster_time_s, selflabel_time_s, reset_time_s; a resumed
+                       trial's include the runs before its checkpoint), pretrain_cached,
                        cluster_cached (clustering stage shared with a trial that differs only in self-labeling),
                        resolved_device (where it ran; `device` is the requested one), version.* columns.
 <dir>/epochs.parquet   one row per (trial_id, phase, epoch): the EpochRecord fields (raydc.records).

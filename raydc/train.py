@@ -12,6 +12,7 @@ import torch
 from raydc import metrics
 from raydc.atomic import exclusive
 from raydc.checkpoint import atomic_save, load
+from raydc.clock import TrialClock
 from raydc.clustering.kmeans import kmeans
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
 from raydc.data import Dataset, load_dataset
@@ -59,7 +60,7 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
     """
     config = config if isinstance(config, TrialConfig) else make_config(config)
     report = report or (lambda record: None)
-    started = time.perf_counter()
+    clock = TrialClock()
     device = resolve_device(config.device)
     data = (dataset or load_dataset(config.data.name, data_dir=config.data.dir)).to(device)
     trial = Trial(config, data, device)
@@ -67,20 +68,21 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
     cache = Path(pretrain_cache) if pretrain_cache is not None else (Path(checkpoint_dir) if checkpoint_dir else None)
     result = TrialRecord(config=flatten(config), status="running", device=str(device), versions=versions())
 
-    def elapsed() -> float:
-        return time.perf_counter() - started
-
     def save(**extra: Any) -> None:
         if ckpt_path is not None:
-            atomic_save({**trial.state_dict(), **extra}, ckpt_path)
+            atomic_save({**trial.state_dict(), **extra, "clock": clock.state_dict(),
+                         "pretrain_cached": result.pretrain_cached}, ckpt_path)
 
     try:
         saved = load(ckpt_path, device) if ckpt_path is not None and ckpt_path.exists() else None
         shared = cluster_cache_path(config, cache)
         if saved is not None:
             trial.load_state_dict(saved)
-            result.pretrain_cached = True
-            final = timed_cluster_stage(trial, report, save, elapsed, result)
+            if "clock" in saved:  # checkpoints written before the clock was kept start their totals from zero
+                clock.load_state_dict(saved["clock"])
+            result.pretrain_cached = bool(saved.get("pretrain_cached", True))
+            with clock.stage("cluster_time_s"):
+                final = cluster_stage(trial, report, save, clock, result)
         elif shared is not None:  # trials that differ only in self-labeling share one clustering stage
             with exclusive(shared.with_suffix(".lock")):
                 result.cluster_cached = shared.exists()
@@ -88,19 +90,22 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
                     replay_cluster_stage(trial, load(shared, device), report)
                 else:
                     records = _Recorder(report)
-                    result.pretrain_cached = pretrain_and_init(trial, cache, records, elapsed, result)
-                    timed_cluster_stage(trial, records, save, elapsed, result)
+                    with clock.stage("pretrain_time_s"):
+                        result.pretrain_cached = pretrain_and_init(trial, cache, records, clock.elapsed)
+                    with clock.stage("cluster_time_s"):
+                        cluster_stage(trial, records, save, clock, result)
                     atomic_save({"trial": trial.state_dict(), "records": records.rows}, shared)
             final = None
         else:
-            result.pretrain_cached = pretrain_and_init(trial, cache, report, elapsed, result)
-            final = timed_cluster_stage(trial, report, save, elapsed, result)
+            with clock.stage("pretrain_time_s"):
+                result.pretrain_cached = pretrain_and_init(trial, cache, report, clock.elapsed)
+            with clock.stage("cluster_time_s"):
+                final = cluster_stage(trial, report, save, clock, result)
         eval_net = trial.model.eval_net
         if config.selflabel.epochs > 0:
-            t0 = time.perf_counter()
-            stage = trial.self_labeling()
-            final = self_labeling_stage(trial, stage, (saved or {}).get("selflabel"), report, save, elapsed)
-            result.selflabel_time_s = time.perf_counter() - t0
+            with clock.stage("selflabel_time_s"):
+                stage = trial.self_labeling()
+                final = self_labeling_stage(trial, stage, (saved or {}).get("selflabel"), report, save, clock.elapsed)
             eval_net = stage.strategy.eval_model(stage.classifier).net
         if final is None:  # resumed from a finished checkpoint: nothing ran, evaluate once more
             final = EpochRecord(phase="final", epoch=trial.epoch)
@@ -117,7 +122,8 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
         result.status = "finished"
     except TrialDiverged as exc:
         result.status, result.error = "failed", str(exc)
-    result.wall_time_s = elapsed()
+    for name, seconds in clock.state_dict().items():
+        setattr(result, name, seconds)
     return result
 
 
@@ -139,22 +145,11 @@ def replay_cluster_stage(trial: Trial, stored: dict[str, Any], report: Report) -
         report(EpochRecord(**row))
 
 
-def pretrain_and_init(trial: Trial, cache: Path | None, report: Report, elapsed: Callable[[], float],
-                      result: TrialRecord) -> bool:
+def pretrain_and_init(trial: Trial, cache: Path | None, report: Report, elapsed: Callable[[], float]) -> bool:
     """Pretraining (or the cache) and the initial clustering; True if pretraining came from the cache."""
-    t0 = time.perf_counter()
     cached = pretrain(trial, cache, report, elapsed)
     trial.init_clustering()
-    result.pretrain_time_s = time.perf_counter() - t0
     return cached
-
-
-def timed_cluster_stage(trial: Trial, report: Report, save: Callable[..., None], elapsed: Callable[[], float],
-                        result: TrialRecord) -> EpochRecord | None:
-    t0 = time.perf_counter()
-    final = cluster_stage(trial, report, save, elapsed, result)
-    result.cluster_time_s = time.perf_counter() - t0
-    return final
 
 
 def pretrain(trial: Trial, cache: Path | None, report: Report, elapsed: Callable[[], float]) -> bool:
@@ -179,7 +174,7 @@ def is_checkpoint_epoch(config: TrialConfig, epoch: int, last: bool) -> bool:
     return last or bool(config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0)
 
 
-def cluster_stage(trial: Trial, report: Report, save: Callable[..., None], elapsed: Callable[[], float],
+def cluster_stage(trial: Trial, report: Report, save: Callable[..., None], clock: TrialClock,
                   result: TrialRecord) -> EpochRecord | None:
     """Clustering epochs after the last finished one; returns the final epoch's record if it ran now."""
     config = trial.config
@@ -193,7 +188,7 @@ def cluster_stage(trial: Trial, report: Report, save: Callable[..., None], elaps
             sync_device(trial.device)
             record.reset_applied = True
             record.reset_time_s = time.perf_counter() - t_reset
-            result.reset_time_s += record.reset_time_s
+            clock.add("reset_time_s", record.reset_time_s)
         for name, value in trial.train_epoch().items():
             setattr(record, name, value)
         trial.epoch = epoch
@@ -201,7 +196,7 @@ def cluster_stage(trial: Trial, report: Report, save: Callable[..., None], elaps
         if last or epoch % config.eval.every == 0:
             trial.evaluate(record)
         record.time_s = time.perf_counter() - t_epoch
-        record.elapsed_s = elapsed()
+        record.elapsed_s = clock.elapsed()
         result.epochs_done = epoch + 1
         report(record)
         if is_checkpoint_epoch(config, epoch, last):

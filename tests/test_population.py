@@ -123,7 +123,11 @@ def test_a_crashed_population_resumes_from_its_checkpoint(digits, cache, tmp_pat
                        checkpoint_every=2)]
     reference, uninterrupted = _together(configs, digits, cache)
 
+    saved_elapsed = {}
+
     def crash_at_epoch_4(index, record):
+        if record.phase == "cluster" and record.epoch == 3:
+            saved_elapsed[index] = record.elapsed_s
         if record.phase == "cluster" and record.epoch == 4:
             raise KeyboardInterrupt("killed")
 
@@ -138,6 +142,9 @@ def test_a_crashed_population_resumes_from_its_checkpoint(digits, cache, tmp_pat
         assert [r.loss for r in resumed[i]] == [r.loss for r in _cluster_records(uninterrupted[i])[4:]]
         assert results[i].final == reference[i].final and results[i].reset_time_s > 0
         assert (results[i].labels == reference[i].labels).all()
+        # the clock goes on from the checkpoint: the crashed run's time counts
+        assert resumed[i][0].elapsed_s > saved_elapsed[i] and results[i].wall_time_s > saved_elapsed[i]
+        assert results[i].cluster_time_s > saved_elapsed[i] - results[i].pretrain_time_s - 1.0
 
 
 @pytest.mark.parametrize("change,field", [

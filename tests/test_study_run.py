@@ -122,8 +122,9 @@ def test_killed_trial_process_resumes_from_its_checkpoint(ray_cluster, tmp_path)
     assert trial["epochs_done"] == 4
     assert_exact_epochs(out, [trial])
     elapsed = {r["epoch"]: r["elapsed_s"] for r in rows(out, "epochs") if r["phase"] == "cluster"}
-    # Epochs 0-1 come from the first process; the retry restarted its clock and ran only epochs 2-3.
-    assert elapsed[2] < elapsed[1] and elapsed[2] < elapsed[3]
+    # The retry resumed (a fresh start would have found the first process's pretraining cached) and its clock went on.
+    assert not trial["pretrain_cached"] and trial["pretrain_time_s"] > 0
+    assert elapsed[0] < elapsed[1] < elapsed[2] < elapsed[3] < trial["wall_time_s"]
 
 
 def test_killed_population_resumes_from_its_checkpoint(ray_cluster, tmp_path):
@@ -137,10 +138,12 @@ def test_killed_population_resumes_from_its_checkpoint(ray_cluster, tmp_path):
     trials = rows(out, "trials")
     assert_exact_epochs(out, trials)
     assert not list((out / "checkpoints").glob("population-*"))  # removed once its members are recorded
+    # the retry resumed: a fresh start would have found every member's pretraining cached
+    assert sorted(t["pretrain_cached"] for t in trials) == [False, True]  # one pretraining for the shared seed
     for trial in trials:
         elapsed = {r["epoch"]: r["elapsed_s"] for r in rows(out, "epochs")
                    if r["phase"] == "cluster" and r["trial_id"] == trial["trial_id"]}
-        assert elapsed[2] < elapsed[1] and elapsed[2] < elapsed[3]  # the retry restarted its clock at epoch 2
+        assert elapsed[0] < elapsed[1] < elapsed[2] < elapsed[3] < trial["wall_time_s"]  # the clock went on
 
 
 def test_population_that_exhausts_its_retries_records_every_member_then_reruns(ray_cluster, tmp_path):

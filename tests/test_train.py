@@ -161,6 +161,20 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(algorithm, tmp_path, d
     assert resumed.final == full.final
 
 
+def test_a_resumed_trial_records_what_the_whole_trial_cost(tmp_path, digits):
+    """Times, elapsed seconds and whether pretraining was cached carry over from the run before the crash."""
+    short_records = []
+    short = fit(_config(checkpoint_every=1, train={"epochs": 3}), short_records.append, dataset=digits,
+                checkpoint_dir=tmp_path)  # pretrains itself: no cache yet
+    resumed_records = []
+    resumed = fit(_config(checkpoint_every=1), resumed_records.append, dataset=digits, checkpoint_dir=tmp_path)
+    assert not short.pretrain_cached and not resumed.pretrain_cached
+    assert resumed.pretrain_time_s == short.pretrain_time_s > 0
+    assert resumed.cluster_time_s > short_records[-1].elapsed_s - short.pretrain_time_s
+    assert resumed_records[0].elapsed_s > short_records[-1].elapsed_s
+    assert resumed.wall_time_s > resumed_records[-1].elapsed_s > short.wall_time_s * 0.9
+
+
 def test_pretrain_cache_reused_and_identical(tmp_path, digits):
     first = fit(_config(), dataset=digits, pretrain_cache=tmp_path)
     second_records = []

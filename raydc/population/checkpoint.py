@@ -22,14 +22,16 @@ def checkpoint_path(directory: Path | str | None) -> Path | None:
     return Path(directory) / CHECKPOINT_FILE if directory is not None else None
 
 
-def save_population(path: Path, ids: list[str], epoch: int, members: list[Any], adam: StackedAdam) -> None:
-    """Every member's state (None once it has failed) and outcome after `epoch`; adam rows follow the alive members."""
+def save_population(path: Path, ids: list[str], epoch: int, members: list[Any], adam: StackedAdam,
+                    clock: dict[str, float]) -> None:
+    """Every member's state (None once it has failed) and outcome after `epoch`, adam rows following the alive
+    members, and the population's clock."""
     states = []
     for member in members:
         running = member.result.status == "running"
         states.append({"trial": _own_copy(member.trial.state_dict()) if running else None,
                        "result": {name: getattr(member.result, name) for name in RESULT_FIELDS}})
-    atomic_save({"ids": ids, "epoch": epoch, "members": states,
+    atomic_save({"ids": ids, "epoch": epoch, "members": states, "clock": clock,
                  "adam": {"exp_avg": adam.exp_avg, "exp_avg_sq": adam.exp_avg_sq, "steps": adam.steps}}, path)
 
 

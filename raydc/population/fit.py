@@ -25,6 +25,7 @@ import torch
 
 from raydc.batches import shuffled_epoch
 from raydc.captured import CapturedStep
+from raydc.clock import TrialClock
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
 from raydc.data import Dataset, load_dataset
 from raydc.errors import TrialDiverged
@@ -109,31 +110,33 @@ def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberRe
     configs = [c if isinstance(c, TrialConfig) else make_config(c) for c in configs]
     check_stackable(configs)
     report = report or (lambda index, record: None)
-    started = time.perf_counter()
+    clock = TrialClock()  # the population's wall and clustering time, shared by its members
     device = resolve_device(configs[0].device)
     data = (dataset or load_dataset(configs[0].data.name, data_dir=configs[0].data.dir)).to(device)
     ids, path = [trial_id(c) for c in configs], checkpoint_path(checkpoint_dir)
     saved = load_population(path, ids, device)
     if saved is not None:
+        if "clock" in saved:  # checkpoints written before the clock was kept start their totals from zero
+            clock.load_state_dict(saved["clock"])
         members = [_restore(i, c, s, data, device, report) for i, (c, s) in enumerate(zip(configs, saved["members"]))]
     else:
         with tempfile.TemporaryDirectory() as scratch:
             cache = Path(pretrain_cache) if pretrain_cache is not None else Path(scratch)
-            members = [_prepare(i, c, data, device, cache, report, started) for i, c in enumerate(configs)]
+            members = [_prepare(i, c, data, device, cache, report, clock.elapsed) for i, c in enumerate(configs)]
     alive = [m for m in members if m.result.status == "running"]
     if alive:
         def save(epoch: int, adam: StackedAdam) -> None:
             if path is not None:
-                save_population(path, ids, epoch, members, adam)
+                save_population(path, ids, epoch, members, adam, clock.state_dict())
 
-        t0 = time.perf_counter()
-        _cluster_stage(alive, data, started, save, saved)
+        with clock.stage("cluster_time_s"):
+            _cluster_stage(alive, data, clock.elapsed, save, saved)
         for member in alive:
-            member.result.cluster_time_s = time.perf_counter() - t0
+            member.result.cluster_time_s = clock.spent["cluster_time_s"]
             if member.result.status == "running":
                 _finish(member, data)
     for member in members:
-        member.result.wall_time_s = time.perf_counter() - started
+        member.result.wall_time_s = clock.elapsed()
     return [m.result for m in members]
 
 
@@ -149,20 +152,21 @@ def _restore(index: int, config: TrialConfig, saved: dict[str, Any], data: Datas
 
 
 def _prepare(index: int, config: TrialConfig, data: Dataset, device: torch.device, cache: Path,
-             report: MemberReport, started: float) -> Member:
+             report: MemberReport, elapsed: Callable[[], float]) -> Member:
     """The member's Trial, pretrained (or from the cache) and with its initial k-means, as fit() builds it."""
     result = TrialRecord(config=flatten(config), status="running", device=str(device), versions=versions())
     trial = Trial(config, data, device)
     member = Member(index, trial, result, report)
+    t0 = time.perf_counter()
     try:
-        result.pretrain_cached = pretrain_and_init(trial, cache, member.report, lambda: time.perf_counter() - started,
-                                                   result)
+        result.pretrain_cached = pretrain_and_init(trial, cache, member.report, elapsed)
     except TrialDiverged as exc:
         result.status, result.error = "failed", str(exc)
+    result.pretrain_time_s = time.perf_counter() - t0
     return member
 
 
-def _cluster_stage(members: list[Member], data: Dataset, started: float, save: Callable[[int, StackedAdam], None],
+def _cluster_stage(members: list[Member], data: Dataset, elapsed: Callable[[], float], save: Callable[[int, StackedAdam], None],
                    saved: dict[str, Any] | None) -> None:
     """Clustering epochs of every member in lock step, after the saved epoch if resuming; diverged members leave the
     stack at the end of an epoch."""
@@ -193,7 +197,7 @@ def _cluster_stage(members: list[Member], data: Dataset, started: float, save: C
             _evaluate(members, records, stack, data, last, z)
         for member, record in zip(members, records):
             record.time_s = time.perf_counter() - t_epoch
-            record.elapsed_s = time.perf_counter() - started
+            record.elapsed_s = elapsed()
             member.report(record)
             if last:
                 member.final = record
