@@ -270,13 +270,18 @@ def test_error_trial_with_invalid_parameters_does_not_end_the_study(tmp_path):
     assert not (out / "trials.parquet").exists()
 
 
-@pytest.mark.parametrize("cpus, cpu, workers, address, expected", [
-    (2, 0.5, 2, None, 1), (4, 0.5, 2, None, 3), (8, 1, 2, None, 3),  # each trial's launcher holds a share too
-    (2, 1, 2, "cluster:6379", 1),  # a cluster may grow: the trial waits for its workers
+@pytest.mark.parametrize("cpus, cpu, workers, concurrent, address, expected", [
+    (2, 0.5, 2, None, None, 1), (4, 0.5, 2, None, None, 3), (8, 1, 2, None, None, 3),  # launchers hold a share too
+    (8, 1, 2, 2, None, 2), (8, 1, 2, 9, None, 3),  # a local Ray never grows past what fits
+    (2, 1, 2, None, "cluster:6379", 1),  # a cluster may grow: the trial waits for its workers
+    (0, 1, 2, 6, "cluster:6379", 6),  # an autoscaling cluster with no workers yet grows to what the study asks
+    (2, 1, 1, None, None, None), (2, 1, 1, 3, "cluster:6379", 3),  # Tune accounts for single-process trials
 ])
-def test_data_parallel_trials_launch_only_as_many_as_fit(monkeypatch, cpus, cpu, workers, address, expected):
+def test_data_parallel_trials_launch_only_as_many_as_fit(monkeypatch, cpus, cpu, workers, concurrent, address,
+                                                         expected):
     monkeypatch.setattr(runner.ray, "cluster_resources", lambda: {"CPU": float(cpus)})
-    study = parse_study(tiny_study("ddp", {}, resources={"cpu": cpu, "workers": workers}))
+    resources = {"cpu": cpu, "workers": workers, **({"concurrent": concurrent} if concurrent else {})}
+    study = parse_study(tiny_study("ddp", {}, resources=resources))
     assert runner._concurrency(study, address) == expected
 
 

@@ -82,6 +82,7 @@ BAD_STUDIES = [
     ("population of data-parallel trials", _with(resources={"population": 4, "workers": 2}),
      "resources.population: a population runs on one device"),
     ("empty population", _with(resources={"population": 0}), "resources.population"),
+    ("no trial at a time", _with(resources={"concurrent": 0}), "resources.concurrent"),
 ]
 
 

@@ -93,10 +93,11 @@ def _optuna_search(study: Study, store: ResultStore):
 
 
 def _concurrency(study: Study, address: str | None) -> int | None:
-    """Data-parallel trials get workers from outside Tune's accounting, so cap how many launch at once."""
+    """How many Tune trials may run at once: resources.concurrent, and for data-parallel trials (whose workers Tune
+    does not account for) no more than fit."""
     res = study.spec.resources
     if res.workers == 1:
-        return None
+        return res.concurrent
     total = ray.cluster_resources()
     # Each trial's launcher holds its own CPU share beside its workers'; Ray Train waits forever for what is missing.
     needs = {"CPU": LAUNCHER_CPU + res.workers * res.cpu, **({"GPU": res.workers * res.gpu} if res.gpu > 0 else {})}
@@ -107,6 +108,12 @@ def _concurrency(study: Study, address: str | None) -> int | None:
         raise ConfigError("resources.workers", f"a trial of {res.workers} workers needs {want} (its launcher "
                                                f"included) but the local Ray has {have}; lower resources.workers "
                                                "or resources.cpu/gpu, or join a larger cluster with --address")
+    if address is None:
+        return min(fits, res.concurrent or fits)
+    if res.concurrent is not None:  # the researcher knows how far the autoscaler can grow
+        return res.concurrent
+    print(f"at most {max(1, fits)} data-parallel trial(s) at a time: what the cluster holds now (set "
+          "resources.concurrent to let an autoscaling cluster run more)", flush=True)
     return max(1, fits)
 
 

@@ -89,6 +89,9 @@ class ResourcesSpec(_Strict):
     gpu: float = Field(default=0.0, ge=0)  # fractions below 1 let several trials share one GPU
     workers: int = Field(default=1, ge=1)  # > 1: data-parallel Ray Train workers, each with cpu and gpu
     population: int = Field(default=1, ge=1)  # > 1: up to this many stackable trials train as one model per Tune trial
+    # at most this many Tune trials (a population counts once) at a time; default: what the resources allow, which
+    # for data-parallel trials is what the cluster holds at start, so an autoscaling cluster needs it to grow
+    concurrent: int | None = Field(default=None, ge=1)
 
     @property
     def device(self) -> str:
