@@ -42,3 +42,13 @@ def test_eval_time_benchmark_runs_on_a_tiny_cpu_case(monkeypatch, capsys):
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[0].isdigit()]
     assert [int(r[0]) for r in rows] == [1, 3]
     assert all(float(v.rstrip("x")) > 0 for r in rows for v in r[1:]), rows
+
+
+def test_gpu_suite_refuses_an_unknown_part_before_running_anything(tmp_path):
+    import subprocess
+
+    logs = tmp_path / "logs"
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_suite.sh"), str(logs), "eval", "throughputs"],
+                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHON": "false"})
+    assert done.returncode == 2 and "unknown part throughputs" in done.stderr
+    assert not logs.exists()  # not even the valid part before it ran
