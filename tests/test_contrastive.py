@@ -143,13 +143,15 @@ def test_contrastive_trial_runs_every_stage(colour_digits, tmp_path):
 def test_self_labeling_resumes_from_its_checkpoint(colour_digits, tmp_path):
     cache = tmp_path / "cache"
     full = fit(_config(checkpoint_every=1), dataset=colour_digits, pretrain_cache=cache)
-    fit(_config(checkpoint_every=1, selflabel={"epochs": 1}), dataset=colour_digits,
-        checkpoint_dir=tmp_path / "run", pretrain_cache=cache)  # "interrupted" after self-labeling epoch 0
+    short = fit(_config(checkpoint_every=1, selflabel={"epochs": 1}), dataset=colour_digits,
+                checkpoint_dir=tmp_path / "run", pretrain_cache=cache)  # "interrupted" after self-labeling epoch 0
     resumed_records = []
     resumed = fit(_config(checkpoint_every=1), resumed_records.append, dataset=colour_digits,
                   checkpoint_dir=tmp_path / "run", pretrain_cache=cache)
     assert [(r.phase, r.epoch) for r in resumed_records] == [("selflabel", 1)]
     assert resumed.final == full.final
+    # self-labeling's time goes on from the checkpoint's: this run's epoch plus the saved warm-up and epoch 0
+    assert resumed.selflabel_time_s > short.selflabel_time_s * 0.9 + resumed_records[0].time_s
 
 
 def test_lfss_trial_records_stability(tmp_path):
