@@ -15,6 +15,7 @@ ReclusterMethod = Literal["kmeans", "kmeans++", "kmedoids", "em", "random"]
 ReSLStrategy = Literal["none", "sp", "sp_star", "ht"]
 Precision = Literal["float32", "tf32", "bf16"]
 DCNUpdate = Literal["epoch", "step"]
+AffineStyle = Literal["smooth", "torchvision"]  # raydc.data.augment.AFFINE_STYLES
 
 # Cluster-loss weights of Table 5: DEC trains on the clustering loss alone; LFSS weighs its terms with lfss.weight.
 DEFAULT_CLUSTER_WEIGHT = {"dec": 1.0, "idec": 0.1, "dcn": 0.025, "lfss": 1.0}
@@ -61,6 +62,9 @@ class _Group(BaseModel):
 class DataConfig(_Group):
     name: str = "digits"
     dir: str | None = None  # data directory; None = $RAYDC_DATA_DIR or the download cache
+    # grayscale augmentation (pretraining, clustering, self-labeling's strong view): smooth = fractional shifts and
+    # bilinear sampling; torchvision = RandomAffine's whole-pixel shifts and nearest sampling (the authors' pipeline)
+    affine: AffineStyle = "smooth"
 
     @field_validator("name")
     @classmethod
@@ -70,6 +74,17 @@ class DataConfig(_Group):
         if name not in dataset_names():
             raise ValueError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}")
         return name
+
+    @field_validator("affine")
+    @classmethod
+    def _grayscale(cls, affine: str, info: ValidationInfo) -> str:
+        from raydc.data import dataset_info
+
+        name = info.data.get("name")  # absent when the name itself was refused
+        if affine != "smooth" and name is not None and dataset_info(name).image_shape[0] == 3:
+            raise ValueError(f"{name} is a colour dataset, augmented by the SimCLR pipeline: the affine style "
+                             "applies to grayscale datasets only")
+        return affine
 
 
 class NetConfig(_Group):

@@ -29,6 +29,8 @@ def pretrain_key(config: TrialConfig) -> str:
             "seed": config.seed, "format": 1}
     if config.net.arch != "mlp":
         spec["contrastive"] = config.contrastive.temperature
+    if config.pretrain.augment and config.data.affine != "smooth":  # keys of the default style stay as they were
+        spec["affine"] = config.data.affine
     return _content_key(spec)
 
 
@@ -43,8 +45,6 @@ def cluster_cache_path(config: TrialConfig, cache: Path | None) -> Path | None:
 
 def _content_key(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
-
-
 
 
 def make_adam(params, lr: float, weight_decay: float = 0.0, capturable: bool = False) -> torch.optim.Adam:

@@ -59,7 +59,7 @@ class Trial:
         self.net = build_network(config.net.arch, data.image_shape, config.net.hidden, self.embedding_dim,
                                  projector_width=config.net.projector_width,
                                  projector_dim=config.net.projector_dim).to(device)
-        self.augmenter = make_augmenter(data)
+        self.augmenter = make_augmenter(data, affine=config.data.affine)
         self.generator = torch.Generator(device=device).manual_seed(config.seed + CLUSTER_SEED_OFFSET)
         eval_gen = torch.Generator().manual_seed(config.seed)
         self.eval_index = torch.randperm(data.n, generator=eval_gen)[: config.eval.subsample].to(device)
@@ -254,7 +254,8 @@ class Trial:
         return SelfLabeling(classifier, self.data.x, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             batch_size=cfg.batch_size, threshold=cfg.threshold, balance=cfg.balance,
                             warmup_epochs=cfg.warmup_epochs, strategy=strategy, weak_augmenter=None,
-                            strong_augmenter=make_strong_augmenter(self.data), generator=self.generator)
+                            strong_augmenter=make_strong_augmenter(self.data, self.config.data.affine),
+                            generator=self.generator)
 
     @torch.no_grad()
     def score_self_labeling(self, record: EpochRecord, stage: SelfLabeling) -> None:

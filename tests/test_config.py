@@ -47,6 +47,8 @@ def test_defaults_are_table5():
     ({"seed": False}, "seed"),
     ({"net": {"embedding_dim": True}}, "net.embedding_dim"),
     ({"net": {"hidden": [True, 8]}}, "net.hidden"),
+    ({"data": {"affine": "nearest"}}, "data.affine"),
+    ({"data": {"name": "cifar10", "affine": "torchvision"}}, "data.affine"),  # colour sets are not affine-augmented
 ])
 def test_invalid_value_names_its_field(values, field):
     with pytest.raises(ConfigError) as err:
@@ -95,3 +97,18 @@ def test_subsample_below_cluster_count_is_rejected_before_compute(digits):
     assert err.value.field == "brb.subsample" and str(err.value).startswith("brb.subsample: ")
     make_config({"brb": {"subsample": 10}}).check_dataset(digits.n_clusters)
     make_config({"brb": {"mode": "baseline", "subsample": 1}}).check_dataset(digits.n_clusters)
+
+
+def test_the_affine_style_reaches_every_augmenter_and_keys_augmented_pretraining_only():
+    from raydc.data import load_dataset
+    from raydc.pretrain import pretrain_key
+    from raydc.trial import Trial
+
+    config = make_config({"data": {"affine": "torchvision"}, "selflabel": {"epochs": 1}})
+    trial = Trial(config, load_dataset("digits"), torch.device("cpu"))
+    assert trial.augmenter.style == "torchvision" and trial.self_labeling().strong_augmenter.base.style == "torchvision"
+    smooth = make_config({})
+    assert pretrain_key(make_config({"data": {"affine": "torchvision"}})) == pretrain_key(smooth)  # not augmented
+    augmented = {"pretrain": {"augment": True}}
+    assert pretrain_key(make_config({**augmented, "data": {"affine": "torchvision"}})) != pretrain_key(
+        make_config(augmented))

@@ -331,6 +331,26 @@ def test_affine_matches_torchvision_affine():
         assert torch.allclose(affine_transform(images, params), expected, atol=1e-4)
 
 
+def test_torchvision_style_affine_is_torchvision_random_affine():
+    """Whole-pixel shifts drawn as RandomAffine draws them, and nearest sampling equal to F.affine's, pixel for pixel."""
+    import torchvision.transforms.functional as tf
+    from torchvision.transforms import InterpolationMode
+
+    images = torch.rand(1, 2, 28, 28, generator=torch.Generator().manual_seed(0))
+    for angle, shift_x, shift_y, shear in ((16.0, 0, 0, 0), (-10.0, 3, -2, 8.0), (13.3, -1, 1, -7.7)):
+        expected = tf.affine(images, angle=angle, translate=[shift_x, shift_y], scale=1.0, shear=[shear, 0.0],
+                             interpolation=InterpolationMode.NEAREST)
+        params = _affine_params(1, angle, shift_x / 28, shift_y / 28, shear)
+        assert torch.equal(affine_transform(images, params, mode="nearest"), expected)
+    params = sample_affine_params(20000, torch.Generator().manual_seed(0), whole_pixels=(8, 6))
+    pixels_x, pixels_y = params[:, 1] * 6, params[:, 2] * 8
+    assert torch.equal(pixels_x, pixels_x.round()) and torch.equal(pixels_y, pixels_y.round())
+    # RandomAffine on 8 rows: round(U(-0.8, 0.8)) is ±1 with probability 0.3 / 0.8; on 6 columns round(U(-0.6, 0.6))
+    assert pixels_y.abs().max() == 1 and abs(pixels_y.abs().mean() - 0.375) < 0.015
+    assert abs(pixels_x.abs().mean() - 0.1 / 0.6) < 0.015
+    assert params[:, [0, 3]].abs().amax(0).tolist() > [15.9, 7.9]  # angle and shear stay continuous
+
+
 def test_affine_zero_parameters_are_identity_and_translation_fills():
     images = torch.rand(2, 1, 4, 6)
     assert torch.allclose(affine_transform(images, _affine_params(2)), images, atol=1e-5)
@@ -365,6 +385,25 @@ def test_affine_augmenter_is_seeded_and_keeps_background():
     assert (out - batch).abs().mean() > 0.1
     background = torch.full_like(batch, float(-data.mean / data.std))  # raw value 0 everywhere
     assert torch.allclose(augment(background, torch.Generator().manual_seed(1)), background, atol=1e-5)
+
+
+def test_torchvision_style_augmenter_only_moves_pixels():
+    """Nearest sampling moves pixels and fills the border with the background; it never blends two pixels."""
+    data = load_dataset("digits")
+    batch = data.x[:64]
+    exact = make_augmenter(data, affine="torchvision")
+    out = exact(batch, torch.Generator().manual_seed(1))
+    background = torch.tensor([float(-data.mean / data.std)])
+
+    def distance_to_own_pixels(images):  # of every output pixel to the nearest value of its input or the background
+        return torch.stack([(moved.flatten()[:, None] - torch.cat([image.flatten(), background])).abs().amin(1)
+                            for image, moved in zip(batch, images)])
+
+    assert distance_to_own_pixels(out).max() < 1e-5  # up to the rounding of the fill offset
+    smooth = make_augmenter(data)(batch, torch.Generator().manual_seed(1))  # same draws, bilinear and fractional
+    assert distance_to_own_pixels(smooth).max() > 0.1
+    with pytest.raises(ValueError, match="unknown affine style"):
+        make_augmenter(data, affine="bicubic")
 
 
 def test_colour_pipeline_matches_torchvision_functional():

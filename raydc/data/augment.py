@@ -29,6 +29,9 @@ SOLARIZE_THRESHOLD = 0.5
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
 KINDS = ("auto", "affine", "simclr")
+# smooth: fractional shifts, bilinear sampling. torchvision: RandomAffine's whole-pixel shifts and nearest sampling,
+# as the BRB authors' pipeline runs it (on 8x8 images a shift of 0.1 width is then 0 or 1 pixel, nothing between).
+AFFINE_STYLES = ("smooth", "torchvision")
 
 
 @functools.lru_cache(maxsize=256)
@@ -79,10 +82,10 @@ def _affine_maps(height: int, width: int, device: torch.device, dtype: torch.dty
     return tuple(torch.tensor(m, dtype=dtype, device=device) for m in (to_phases, phase_offsets, to_linear))
 
 
-def affine_transform(images: torch.Tensor, params: torch.Tensor, fill: torch.Tensor | float = 0.0) -> torch.Tensor:
-    """Rotate and x-shear about the centre, then shift, every image at once, with F.affine's geometry; unlike
-    torchvision's RandomAffine, shifts stay fractional and pixels are sampled bilinearly (it rounds shifts to whole
-    pixels and samples the nearest).
+def affine_transform(images: torch.Tensor, params: torch.Tensor, fill: torch.Tensor | float = 0.0,
+                     mode: str = "bilinear") -> torch.Tensor:
+    """Rotate and x-shear about the centre, then shift, every image at once, with F.affine's geometry, sampling
+    pixels by `mode` (grid_sample's bilinear or nearest, as F.affine's interpolation).
 
     params is (B, 4): clockwise angle in degrees, shift x and shift y as fractions of width and height, x-shear in
     degrees; it may live on another device. Pixels mapped from outside the image take `fill` (scalar or
@@ -97,13 +100,21 @@ def affine_transform(images: torch.Tensor, params: torch.Tensor, fill: torch.Ten
     theta = torch.cat([linear, linear @ phases[:, 3:].unsqueeze(2)], 2)
     grid = _sampling_grid(theta, height, width)
     # grid_sample pads with zeros, so sample the offset from `fill` to make outside pixels equal `fill`.
-    return F.grid_sample(images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+    return F.grid_sample(images - fill, grid, mode=mode, padding_mode="zeros", align_corners=False) + fill
 
 
-def sample_affine_params(batch: int, generator: torch.Generator) -> torch.Tensor:
-    """(B, 4) uniform draws in the Table 5 ranges, those of torchvision RandomAffine(16, (0.1, 0.1), shear=8)."""
+def sample_affine_params(batch: int, generator: torch.Generator,
+                         whole_pixels: tuple[int, int] | None = None) -> torch.Tensor:
+    """(B, 4) uniform draws in the Table 5 ranges, those of torchvision RandomAffine(16, (0.1, 0.1), shear=8).
+
+    With whole_pixels = (height, width), shifts are rounded to whole pixels as RandomAffine rounds them.
+    """
     low, width = _uniform_bounds(AFFINE_HALF_RANGES, (0.0,) * 4, generator.device)
-    return torch.addcmul(low, _uniform(generator, batch, 4), width)
+    params = torch.addcmul(low, _uniform(generator, batch, 4), width)
+    if whole_pixels is not None:
+        size = _const((float(whole_pixels[1]), float(whole_pixels[0])), params.device)  # x scales by width
+        params[:, 1:3] = torch.round(params[:, 1:3] * size) / size
+    return params
 
 
 @dataclass
@@ -214,14 +225,20 @@ class Augmenter:
 class AffineAugmenter(Augmenter):
     kind = "affine"
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, image_shape: tuple[int, int, int]):
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, image_shape: tuple[int, int, int],
+                 style: str = "smooth"):
         super().__init__(mean, std, image_shape)
+        if style not in AFFINE_STYLES:
+            raise ValueError(f"unknown affine style {style!r}; choose one of {', '.join(AFFINE_STYLES)}")
+        self.style = style
         self.background = -self.mean / self.std  # z-value of raw 0
 
     def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        params = sample_affine_params(x.shape[0], generator)
+        exact = self.style == "torchvision"
+        params = sample_affine_params(x.shape[0], generator, tuple(self.image_shape[1:]) if exact else None)
         # The map is linear in pixel values, so it runs in z-space with the background as fill.
-        return affine_transform(x, params, fill=self.background.to(x.device, x.dtype))
+        return affine_transform(x, params, fill=self.background.to(x.device, x.dtype),
+                                mode="nearest" if exact else "bilinear")
 
 
 class SimCLRAugmenter(Augmenter):
@@ -269,9 +286,9 @@ class StrongAugmenter(Augmenter):
         return cutout(self.base(x, generator), self.cutout_length, generator)
 
 
-def make_strong_augmenter(data: Dataset) -> StrongAugmenter:
+def make_strong_augmenter(data: Dataset, affine: str = "smooth") -> StrongAugmenter:
     """The strong view for a Dataset: its default augmenter (make_augmenter) followed by cutout."""
-    return StrongAugmenter(make_augmenter(data))
+    return StrongAugmenter(make_augmenter(data, affine=affine))
 
 
 def make_augmenter(
@@ -280,11 +297,12 @@ def make_augmenter(
     *,
     mean: torch.Tensor | None = None,
     std: torch.Tensor | None = None,
+    affine: str = "smooth",
 ) -> Augmenter:
     """The Table 5 affine augmenter for grayscale, the SimCLR one for colour ("auto" picks by channel count).
 
     The z-transform statistics come from a Dataset, or from mean/std; without either the inputs are taken to be
-    raw images in [0, 1].
+    raw images in [0, 1]. `affine` is the affine map's style (AFFINE_STYLES).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown augmentation kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -303,5 +321,6 @@ def make_augmenter(
         kind = "simclr" if channels == 3 else "affine"
     if kind == "simclr" and channels != 3:
         raise ValueError(f"simclr augmentation needs 3 colour channels, got image shape {image_shape}")
-    augmenter = SimCLRAugmenter if kind == "simclr" else AffineAugmenter
-    return augmenter(mean, std, image_shape)
+    if kind == "simclr":
+        return SimCLRAugmenter(mean, std, image_shape)
+    return AffineAugmenter(mean, std, image_shape, affine)
