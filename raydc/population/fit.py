@@ -166,8 +166,8 @@ def _prepare(index: int, config: TrialConfig, data: Dataset, device: torch.devic
     return member
 
 
-def _cluster_stage(members: list[Member], data: Dataset, elapsed: Callable[[], float], save: Callable[[int, StackedAdam], None],
-                   saved: dict[str, Any] | None) -> None:
+def _cluster_stage(members: list[Member], data: Dataset, elapsed: Callable[[], float],
+                   save: Callable[[int, StackedAdam], None], saved: dict[str, Any] | None) -> None:
     """Clustering epochs of every member in lock step, after the saved epoch if resuming; diverged members leave the
     stack at the end of an epoch."""
     config = members[0].trial.config
