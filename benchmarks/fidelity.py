@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"], help="train.precision")
     parser.add_argument("--dcn-update", default="epoch", choices=["epoch", "step"], help="train.dcn_update")
     parser.add_argument("--compile", action="store_true", help="train.compile: the fused step's fidelity")
-    parser.add_argument("--affine", default="smooth", choices=["smooth", "torchvision"], help="data.affine")
+    parser.add_argument("--affine", default="torchvision", choices=["torchvision", "smooth"], help="data.affine")
     args = parser.parse_args()
     jobs = [(a, m, s, args) for a, m, s in itertools.product(args.algorithms, ["baseline", "brb"], args.seeds)]
     started = time.perf_counter()

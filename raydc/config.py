@@ -62,9 +62,10 @@ class _Group(BaseModel):
 class DataConfig(_Group):
     name: str = "digits"
     dir: str | None = None  # data directory; None = $RAYDC_DATA_DIR or the download cache
-    # grayscale augmentation (pretraining, clustering, self-labeling's strong view): smooth = fractional shifts and
-    # bilinear sampling; torchvision = RandomAffine's whole-pixel shifts and nearest sampling (the authors' pipeline)
-    affine: AffineStyle = "smooth"
+    # grayscale augmentation (pretraining, clustering, self-labeling's strong view; colour sets use SimCLR's):
+    # torchvision = RandomAffine's whole-pixel shifts and nearest sampling, as the authors' pipeline; smooth =
+    # fractional shifts and bilinear sampling
+    affine: AffineStyle = "torchvision"
 
     @field_validator("name")
     @classmethod
@@ -74,17 +75,6 @@ class DataConfig(_Group):
         if name not in dataset_names():
             raise ValueError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}")
         return name
-
-    @field_validator("affine")
-    @classmethod
-    def _grayscale(cls, affine: str, info: ValidationInfo) -> str:
-        from raydc.data import dataset_info
-
-        name = info.data.get("name")  # absent when the name itself was refused
-        if affine != "smooth" and name is not None and dataset_info(name).image_shape[0] == 3:
-            raise ValueError(f"{name} is a colour dataset, augmented by the SimCLR pipeline: the affine style "
-                             "applies to grayscale datasets only")
-        return affine
 
 
 class NetConfig(_Group):
@@ -239,6 +229,19 @@ class TrialConfig(_Group):
                 and self.brb.subsample < n_clusters):
             raise ConfigError("brb.subsample", f"{self.brb.subsample} samples cannot be reclustered into "
                                                f"{n_clusters} clusters; use at least {n_clusters}")
+
+    @property
+    def affine_style(self) -> str | None:
+        """The style of this trial's affine augmentation; None on a colour dataset (SimCLR's pipeline instead)."""
+        from raydc.data import dataset_info
+
+        return None if dataset_info(self.data.name).image_shape[0] == 3 else self.data.affine
+
+    def affine_key(self) -> dict[str, str]:
+        """{"affine": style} for ids and cache keys, empty for the style trials ran with before data.affine existed
+        (smooth) and on colour sets, so the ids and keys made then still name what they computed."""
+        style = self.affine_style
+        return {} if style in (None, "smooth") else {"affine": style}
 
     @property
     def two_views(self) -> bool:

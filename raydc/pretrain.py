@@ -29,8 +29,8 @@ def pretrain_key(config: TrialConfig) -> str:
             "seed": config.seed, "format": 1}
     if config.net.arch != "mlp":
         spec["contrastive"] = config.contrastive.temperature
-    if config.pretrain.augment and config.data.affine != "smooth":  # keys of the default style stay as they were
-        spec["affine"] = config.data.affine
+    if config.pretrain.augment:
+        spec.update(config.affine_key())
     return _content_key(spec)
 
 
@@ -39,7 +39,8 @@ def cluster_cache_path(config: TrialConfig, cache: Path | None) -> Path | None:
     upstream of self-labeling is part of the key."""
     if cache is None or config.selflabel.epochs == 0:
         return None
-    upstream = config.model_dump(exclude={"device", "checkpoint_every", "selflabel", "resl"})
+    upstream = config.model_dump(exclude={"device": True, "checkpoint_every": True, "selflabel": True, "resl": True,
+                                          "data": {"affine"}}) | config.affine_key()
     return Path(cache) / f"cluster-{_content_key(upstream)}.pt"
 
 

@@ -109,9 +109,11 @@ def trial_id(config: TrialConfig) -> str:
     that change how a trial runs but not what it computes are left out too.
     """
     execution = {"device": True, "checkpoint_every": True, "train": {"cuda_graphs", "compile"}}
-    payload = json.dumps(config.model_dump(exclude=execution, exclude_defaults=True),
-                         sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    payload = config.model_dump(exclude={**execution, "data": {"affine"}}, exclude_defaults=True)
+    data = {**payload.pop("data", {}), **config.affine_key()}  # the style by its own rule: its default changed
+    if data:
+        payload["data"] = data
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def trial_row(tid: str, record: TrialRecord) -> dict[str, Any]:

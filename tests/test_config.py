@@ -1,4 +1,6 @@
 """Configuration: paper defaults and one clear error per invalid field."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -48,7 +50,6 @@ def test_defaults_are_table5():
     ({"net": {"embedding_dim": True}}, "net.embedding_dim"),
     ({"net": {"hidden": [True, 8]}}, "net.hidden"),
     ({"data": {"affine": "nearest"}}, "data.affine"),
-    ({"data": {"name": "cifar10", "affine": "torchvision"}}, "data.affine"),  # colour sets are not affine-augmented
 ])
 def test_invalid_value_names_its_field(values, field):
     with pytest.raises(ConfigError) as err:
@@ -99,16 +100,33 @@ def test_subsample_below_cluster_count_is_rejected_before_compute(digits):
     make_config({"brb": {"mode": "baseline", "subsample": 1}}).check_dataset(digits.n_clusters)
 
 
-def test_the_affine_style_reaches_every_augmenter_and_keys_augmented_pretraining_only():
+def test_the_affine_style_reaches_every_augmenter_and_keys_what_it_changes():
     from raydc.data import load_dataset
-    from raydc.pretrain import pretrain_key
+    from raydc.pretrain import cluster_cache_path, pretrain_key
+    from raydc.store import trial_id
     from raydc.trial import Trial
 
-    config = make_config({"data": {"affine": "torchvision"}, "selflabel": {"epochs": 1}})
+    config = make_config({"data": {"affine": "smooth"}, "selflabel": {"epochs": 1}})
     trial = Trial(config, load_dataset("digits"), torch.device("cpu"))
-    assert trial.augmenter.style == "torchvision" and trial.self_labeling().strong_augmenter.base.style == "torchvision"
-    smooth = make_config({})
-    assert pretrain_key(make_config({"data": {"affine": "torchvision"}})) == pretrain_key(smooth)  # not augmented
+    assert trial.augmenter.style == "smooth" and trial.self_labeling().strong_augmenter.base.style == "smooth"
+    assert make_config({}).data.affine == "torchvision"  # RandomAffine, as the authors' pipeline
+
+    def with_style(style, **values):
+        return make_config({**values, "data": {**values.get("data", {}), "affine": style}})
+
+    # Trials recorded before data.affine existed ran the smooth style: their ids and cache keys stay as they were.
+    assert trial_id(with_style("smooth")) == "44136fa355b3678a"
+    assert trial_id(with_style("smooth", data={"name": "optdigits"}, brb={"alpha": 0.6}, seed=2)) == "2558fbe8a1c4e0b4"
+    assert trial_id(make_config({})) != trial_id(with_style("smooth"))
     augmented = {"pretrain": {"augment": True}}
-    assert pretrain_key(make_config({**augmented, "data": {"affine": "torchvision"}})) != pretrain_key(
-        make_config(augmented))
+    assert pretrain_key(with_style("torchvision")) == pretrain_key(with_style("smooth"))  # pretraining not augmented
+    assert pretrain_key(with_style("torchvision", **augmented)) != pretrain_key(with_style("smooth", **augmented))
+    shared = {"selflabel": {"epochs": 1}}
+    assert cluster_cache_path(with_style("torchvision", **shared), Path(".")) != cluster_cache_path(
+        with_style("smooth", **shared), Path("."))
+    # Colour sets are augmented by SimCLR's pipeline whatever the style says: nothing of theirs changes with it.
+    colour = {"data": {"name": "cifar10"}, "net": {"arch": "resnet18"}, **augmented, **shared}
+    assert trial_id(with_style("torchvision", **colour)) == trial_id(with_style("smooth", **colour))
+    assert pretrain_key(with_style("torchvision", **colour)) == pretrain_key(with_style("smooth", **colour))
+    assert cluster_cache_path(with_style("torchvision", **colour), Path(".")) == cluster_cache_path(
+        with_style("smooth", **colour), Path("."))
