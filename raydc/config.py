@@ -16,6 +16,8 @@ ReSLStrategy = Literal["none", "sp", "sp_star", "ht"]
 Precision = Literal["float32", "tf32", "bf16"]
 DCNUpdate = Literal["epoch", "step"]
 AffineStyle = Literal["smooth", "torchvision"]  # raydc.data.augment.AFFINE_STYLES
+# Fields whose default changed after they were added: the value trials ran with before the field existed.
+BEFORE_FIELD_EXISTED = {"data.affine": "smooth"}
 
 # Cluster-loss weights of Table 5: DEC trains on the clustering loss alone; LFSS weighs its terms with lfss.weight.
 DEFAULT_CLUSTER_WEIGHT = {"dec": 1.0, "idec": 0.1, "dcn": 0.025, "lfss": 1.0}
@@ -241,7 +243,7 @@ class TrialConfig(_Group):
         """{"affine": style} for ids and cache keys, empty for the style trials ran with before data.affine existed
         (smooth) and on colour sets, so the ids and keys made then still name what they computed."""
         style = self.affine_style
-        return {} if style in (None, "smooth") else {"affine": style}
+        return {} if style in (None, BEFORE_FIELD_EXISTED["data.affine"]) else {"affine": style}
 
     @property
     def two_views(self) -> bool:

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from raydc.atomic import atomic_path
-from raydc.config import TrialConfig
+from raydc.config import BEFORE_FIELD_EXISTED, TrialConfig, flatten
 from raydc.records import EPOCH_FIELDS, FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 
 TRIALS_FILE = "trials.parquet"
@@ -41,6 +41,8 @@ EPOCHS_FILE = "epochs.parquet"
 ASSIGNMENTS_DIR = "assignments"
 EPOCH_KEY = ("trial_id", "phase", "epoch")
 VERSION_KEYS = ("raydc", "torch", "numpy")
+# Settings that change where or how fast a trial runs, not what it computes: outside trial ids and configurations.
+EXECUTION_FIELDS = ("device", "checkpoint_every", "train.cuda_graphs", "train.compile")
 
 _SCALAR_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
 
@@ -108,8 +110,11 @@ def trial_id(config: TrialConfig) -> str:
     Fields at their default are left out, so adding a new setting never changes existing trials' ids; settings
     that change how a trial runs but not what it computes are left out too.
     """
-    execution = {"device": True, "checkpoint_every": True, "train": {"cuda_graphs", "compile"}}
-    payload = config.model_dump(exclude={**execution, "data": {"affine"}}, exclude_defaults=True)
+    exclude: dict[str, Any] = {"data": {"affine"}}
+    for name in EXECUTION_FIELDS:
+        group, _, leaf = name.rpartition(".")
+        exclude.setdefault(group, set()).add(leaf) if group else exclude.update({leaf: True})
+    payload = config.model_dump(exclude=exclude, exclude_defaults=True)
     data = {**payload.pop("data", {}), **config.affine_key()}  # the style by its own rule: its default changed
     if data:
         payload["data"] = data
@@ -133,10 +138,22 @@ def epoch_row(tid: str, record: EpochRecord) -> dict[str, Any]:
     return {"trial_id": tid, **record.to_dict()}
 
 
+def _absent_config_values() -> dict[str, Any]:
+    """What a trial recorded before a config field existed ran with: the field's default, except where the default
+    changed since (data.affine was smooth)."""
+    return {**flatten(TrialConfig()), **BEFORE_FIELD_EXISTED}
+
+
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """A table written under an older schema, with missing columns as nulls, in the current order and types."""
-    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
-               for f in schema]
+    """A table written under an older schema, in the current order and types: a missing config column holds what
+    those trials ran with (so their configurations match newer rows'), any other missing column nulls."""
+    absent = _absent_config_values()
+    columns = []
+    for f in schema:
+        if f.name in table.column_names:
+            columns.append(table.column(f.name).cast(f.type))
+        else:
+            columns.append(pa.array([absent.get(f.name)] * len(table), f.type))
     return pa.Table.from_arrays(columns, schema=schema)
 
 
