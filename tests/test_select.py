@@ -12,6 +12,7 @@ from sklearn.cluster import KMeans
 from raydc.cli import main
 from raydc.config import flatten, make_config
 from raydc.mdl import description_length, mdl_cost
+from raydc.report.selection import plot_selection_scatter
 from raydc.select import (SCORES_FILE, SELECTION_FILE, configuration_scores, effective_clusters, run_selection, select,
                           trial_scores, vi_stability)
 from raydc.store import ResultStore, scores_schema, selection_schema, trial_id
@@ -213,3 +214,21 @@ def test_select_writes_the_declared_schemas(study, tmp_path):
     selection = pq.read_table(unscored / SELECTION_FILE)
     assert selection.schema.remove_metadata() == selection_schema()
     assert selection["selected_config"].null_count == len(selection) > 0
+
+
+# --- selection rules on hand-made configuration rows --------------------------------------------------------------
+
+def _configs(rows) -> pd.DataFrame:
+    """configuration_scores rows on one dataset from (name, ACC, MDL bits, VI, effective clusters)."""
+    frame = pd.DataFrame(rows, columns=["config", "acc", "mdl_bits", "vi", "effective_clusters"])
+    return frame.assign(**{"data.name": "digits", "config_id": frame["config"], "loss_reconstruction": np.nan,
+                           "silhouette": np.nan, "seeds": 3})
+
+
+def test_scatter_draws_a_criterion_that_selected_nothing():
+    """VI scores only the collapsed configuration, so it selects nothing: the figure still draws."""
+    configs = _configs([("collapsed", 0.3, 100.0, 0.0, 1.0), ("fine", 0.7, 200.0, np.nan, 4.0)])
+    selection = select(configs, ("mdl", "vi"))
+    assert selection.set_index("criterion")["selected_config_id"].isna().to_dict() == {"mdl": False, "vi": True}
+    figure = plot_selection_scatter(configs, selection)
+    assert [ax.get_title() for ax in figure.axes] == ["mdl: regret 0.0 pp", "vi"]

@@ -71,7 +71,7 @@ def plot_selection_scatter(configs: pd.DataFrame, selection: pd.DataFrame, datas
             ax.scatter(scale * oracle[column], 100 * oracle["acc"], marker="*", s=160, color="gold",
                        edgecolor="black", linewidth=0.6, zorder=3, label="oracle (best ACC)")
         picked = chosen["selected_config_id"].get(criterion) if criterion in chosen.index else None
-        if picked is not None:
+        if pd.notna(picked):  # nothing selected reads as None or NaN, depending on the pandas version
             row = scored[scored["config_id"] == picked].iloc[0]
             ax.scatter(scale * row[column], 100 * row["acc"], s=120, facecolor="none", edgecolor="tab:red",
                        linewidth=1.8, zorder=4, label="selected")
