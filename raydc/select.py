@@ -7,7 +7,8 @@ Criteria (config-level value = mean over the configuration's seeds, lower prefer
     reconstruction  final reconstruction loss of the autoencoder
     silhouette      silhouette of the final embedding on predicted labels (higher preferred; the
                     BRB paper, App. H.11, shows it can prefer worse clusterings)
-    a+b[+c]         rank average: mean over the named criteria of each configuration's rank
+    a+b[+c]         rank average: mean over the named criteria of each configuration's rank among the
+                    configurations every named criterion scores
 
 A configuration whose final clusterings are degenerate (on average fewer than two effective clusters,
 exp H(labels) < 2, e.g. everything collapsed into one cluster) is never selected: a collapsed
@@ -116,15 +117,17 @@ def preference(configs: pd.DataFrame, name: str) -> pd.Series:
     """A criterion's value per configuration, oriented so that lower is preferred; NaN where unavailable
     or where the configuration's clusterings are degenerate.
 
-    'a+b' is the mean of the configurations' ranks (1 = most preferred) under a and b.
+    'a+b' is the mean of the configurations' ranks (1 = most preferred) under a and b, ranked among the
+    configurations that every part scores.
     """
     parts = criterion_parts(name)
     if len(parts) == 1:
         criterion = CRITERIA[name]
         values = configs[criterion.column].astype(float).where(~degenerate(configs))
         return values if criterion.lower_is_better else -values
-    ranks = [preference(configs, p).rank(method="average") for p in parts]
-    return pd.concat(ranks, axis=1).mean(axis=1, skipna=False)
+    # A configuration one part cannot score would still push the others down that part's ranking.
+    scored = pd.concat([preference(configs, p) for p in parts], axis=1).dropna()
+    return scored.rank(method="average").mean(axis=1).reindex(configs.index)
 
 
 def degenerate(configs: pd.DataFrame) -> pd.Series:

@@ -13,8 +13,8 @@ from raydc.cli import main
 from raydc.config import flatten, make_config
 from raydc.mdl import description_length, mdl_cost
 from raydc.report.selection import plot_selection_scatter
-from raydc.select import (SCORES_FILE, SELECTION_FILE, configuration_scores, effective_clusters, run_selection, select,
-                          trial_scores, vi_stability)
+from raydc.select import (SCORES_FILE, SELECTION_FILE, configuration_scores, effective_clusters, preference,
+                          run_selection, select, trial_scores, vi_stability)
 from raydc.store import ResultStore, scores_schema, selection_schema, trial_id
 
 
@@ -232,3 +232,13 @@ def test_scatter_draws_a_criterion_that_selected_nothing():
     assert selection.set_index("criterion")["selected_config_id"].isna().to_dict() == {"mdl": False, "vi": True}
     figure = plot_selection_scatter(configs, selection)
     assert [ax.get_title() for ax in figure.axes] == ["mdl: regret 0.0 pp", "vi"]
+
+
+def test_rank_average_ranks_only_configurations_every_part_scores():
+    """Single-seed configurations have no VI: adding them must not reorder the MDL ranks of the others."""
+    scored = [("B", 0.5, 10.0, 3.0, 4.0), ("C", 0.6, 40.0, 1.0, 4.0), ("D", 0.4, 50.0, 2.0, 4.0)]
+    alone = preference(_configs(scored), "mdl+vi")
+    with_unscored = preference(_configs(scored + [("A1", 0.3, 20.0, np.nan, 4.0), ("A2", 0.3, 30.0, np.nan, 4.0)]),
+                               "mdl+vi")
+    assert alone.tolist() == [2.0, 1.5, 2.5]
+    assert with_unscored.iloc[:3].tolist() == alone.tolist() and with_unscored.iloc[3:].isna().all()
