@@ -72,10 +72,12 @@ def for_dataset(frame: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
 def varying_columns(trials: pd.DataFrame, columns: list[str] | None = None) -> list[str]:
     """Configuration columns that take more than one value (missing counts as a value)."""
     columns = configuration_columns() if columns is None else columns
-    return [c for c in columns if trials[c].astype(str).nunique() > 1]
+    return [c for c in columns if trials[c].nunique(dropna=False) > 1]
 
 
 def format_value(value: object) -> str:
+    if value is None or pd.isna(value):  # a null setting is None in the configuration
+        return "None"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

@@ -231,6 +231,14 @@ def test_sweep_refuses_to_pool_another_varied_setting_as_seeds():
     assert sweep_summary(_lfss_frame(("reset",)), "lfss.warmup_epochs")["seeds"].tolist() == [3, 3]
 
 
+def test_sweep_counts_a_missing_setting_as_a_value():
+    """Seed 0 clipped its gradients and the others did not (None): not seeds of one configuration."""
+    frame = _lfss_frame(("reset",))
+    frame["train.grad_clip"] = np.where(frame["seed"] == 0, 5.0, np.nan)
+    with pytest.raises(MissingDimension, match=r"train.grad_clip also varies \(5, None\)"):
+        sweep_summary(frame, "lfss.warmup_epochs")
+
+
 def test_final_values_keep_datasets_and_pretraining_apart_and_take_each_trials_last_epoch():
     rows = []
     # (trial, dataset, pretrain epochs, last epoch, final ACC): trial b stopped early, at epoch 5.

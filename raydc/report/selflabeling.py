@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from raydc.results import configuration_columns, for_dataset, format_value
+from raydc.results import configuration_columns, for_dataset, format_value, varying_columns
 from raydc.report.style import MissingDimension, figure, styled
 
 # (column, axis label, scale): shares in percent like ReSL's figures, CL Change as recorded.
@@ -81,8 +81,8 @@ def _strategy_label(firsts: pd.DataFrame, strategy: str, config_id: str) -> str:
     """'ReSL-SP α=0.9 R=20', plus any other setting that varies among the strategy's configurations."""
     same = firsts[firsts["resl.strategy"] == strategy]
     shown = list(STRATEGY_SETTINGS.get(strategy, ()))
-    others = [c for c in configuration_columns() if c not in shown and c not in ("data.name", "resl.strategy")
-              and same[c].astype(str).nunique() > 1]
+    others = varying_columns(same, [c for c in configuration_columns()
+                                    if c not in shown and c not in ("data.name", "resl.strategy")])
     return " ".join(filter(None, [STRATEGY_NAMES.get(strategy, strategy),
                                   _describe(firsts.loc[config_id], shown + others)]))
 
@@ -139,7 +139,7 @@ def plot_selflabeling(epochs: pd.DataFrame, dataset: str | None = None) -> Figur
 def lfss_labels(epochs: pd.DataFrame) -> pd.Series:
     """config_id → 'η=200 σ=0.001' from the settings that vary among the LFSS configurations, else 'LFSS'."""
     firsts = epochs.drop_duplicates("config_id").set_index("config_id")
-    varying = [c for c in configuration_columns() if c != "data.name" and firsts[c].astype(str).nunique() > 1]
+    varying = [c for c in varying_columns(firsts) if c != "data.name"]
     return firsts.apply(lambda row: _describe(row, varying) or "LFSS", axis=1)
 
 

@@ -76,10 +76,10 @@ def sweep_summary(trials: pd.DataFrame, column: str, dataset: str | None = None)
 def _one_configuration_per_value(inside: pd.DataFrame, column: str) -> None:
     """MissingDimension when one value of ``column`` spans several configurations: its rows would not be seeds."""
     others = [c for c in configuration_columns() if c in inside.columns and c != column]
-    spread = inside[others].astype(str).groupby(inside[column]).nunique()  # str: a missing value counts as one
+    spread = inside[others].groupby(inside[column]).nunique(dropna=False)  # a missing value counts as one
     varied = [c for c in others if spread[c].max() > 1]
     if varied:
-        values = ", ".join(sorted(inside[varied[0]].astype(str).unique()))
+        values = ", ".join(sorted(set(map(format_value, inside[varied[0]]))))
         raise MissingDimension(f"the {SYMBOLS[column]} sweep is ambiguous: {varied[0]} also varies ({values}); "
                                "give a sweep that changes one setting at a time")
 
