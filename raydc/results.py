@@ -1,22 +1,28 @@
 """A study directory's tables as pandas frames, with configurations named and labelled.
 
 A configuration is a trial's config without its seed: trials that differ only in seed are seeds of
-one configuration and share a ``config_id``. Fields that say where or how a trial ran rather than
-what it trained (device, checkpoint interval, data directory) are not part of a configuration.
+one configuration and share a ``config_id``, the trial id (raydc.store.trial_id) of the config with its seed
+and data directory at their defaults, so trial ids and configurations agree on what makes two trials differ.
+Fields that say where or how a trial ran rather than what it trained (device, checkpoint interval, CUDA graphs,
+compilation, data directory) are not part of a configuration.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import typing
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import BaseModel
 
-from raydc.store import TRIALS_FILE, ResultStore, config_fields
+from raydc.config import ConfigError, TrialConfig, make_config, set_dotted
+from raydc.store import EXECUTION_FIELDS, TRIALS_FILE, ResultStore, config_fields, trial_id
 
-NOT_CONFIGURATION = ("seed", "device", "checkpoint_every", "data.dir")
+NOT_CONFIGURATION = ("seed", "data.dir", *EXECUTION_FIELDS)
 # Short names for labels in tables and figure legends; other columns keep their dotted name.
 SHORT_NAMES = {"train.algorithm": "", "brb.mode": "", "brb.alpha": "α", "brb.interval": "T", "train.lr": "lr",
                "pretrain.epochs": "pretrain"}
@@ -27,12 +33,39 @@ def configuration_columns() -> list[str]:
     return [f.name for f in config_fields() if f.name not in NOT_CONFIGURATION]
 
 
+def _list_columns(model: type[BaseModel] = TrialConfig, prefix: str = "") -> set[str]:
+    """Dotted config fields that hold a list (raydc.config.flatten stores them comma-joined)."""
+    found = set()
+    for name, info in model.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            found |= _list_columns(info.annotation, f"{prefix}{name}.")
+        elif typing.get_origin(info.annotation) is list:
+            found.add(f"{prefix}{name}")
+    return found
+
+
+def _config_id(values: dict[str, Any]) -> str:
+    """The trial id of one configuration's columns (nulls as None); a hash of the values where they no longer
+    make a valid config (a value an older version accepted)."""
+    lists = _list_columns()
+    nested: dict[str, Any] = {}
+    for column, value in values.items():
+        if column in lists and value is not None:
+            value = value.split(",") if value else []
+        set_dotted(nested, column, value)
+    try:
+        return trial_id(make_config(nested))[:12]
+    except ConfigError:
+        return hashlib.sha256(json.dumps(list(values.values()), default=str).encode()).hexdigest()[:12]
+
+
 def _config_ids(trials: pd.DataFrame) -> pd.Series:
-    """Short stable hash of each row's configuration values (missing values hash as null)."""
+    """config_id of each row, built once per distinct configuration: a study holds many seeds of each."""
     columns = configuration_columns()
     values = trials[columns].astype(object).where(trials[columns].notna(), None)
-    payloads = (json.dumps(row, default=str) for row in values.itertuples(index=False, name=None))
-    return pd.Series([hashlib.sha256(p.encode()).hexdigest()[:12] for p in payloads], index=trials.index)
+    rows = list(values.itertuples(index=False, name=None))
+    ids = {row: _config_id(dict(zip(columns, row))) for row in set(rows)}
+    return pd.Series([ids[row] for row in rows], index=trials.index)
 
 
 def load_trials(study_dir: Path | str, finished_only: bool = True) -> pd.DataFrame:
