@@ -14,6 +14,10 @@ A configuration whose final clusterings are degenerate (on average fewer than tw
 exp H(labels) < 2, e.g. everything collapsed into one cluster) is never selected: a collapsed
 clustering is perfectly reproducible (VI = 0) without describing anything.
 
+Nor is a configuration with failed seeds (``seeds_failed``: trials whose loss diverged): its scores and ACC come
+from the seeds that survived, which flatter it. The oracle is the best configuration without failed seeds
+where there is one. Trials stopped early or crashed are neither scored nor counted as failed.
+
 For each criterion: regret = oracle ACC − ACC of the selected configuration (mean over seeds), and
 spearman = rank correlation, across the configurations the criterion scores, between its preference and
 mean ACC (+1 = it orders them exactly as ACC does).
@@ -95,13 +99,22 @@ def trial_scores(study_dir: Path | str) -> pd.DataFrame:
     return trials[scores_schema().names]
 
 
-def configuration_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, configuration): seed count, mean and std ACC, mean label metrics and scores."""
+def failed_seeds(study_dir: Path | str) -> pd.Series:
+    """config_id → how many of the configuration's trials failed (diverged)."""
+    trials = load_trials(study_dir, finished_only=False)
+    return trials[trials["status"] == "failed"].groupby("config_id").size()
+
+
+def configuration_scores(scores: pd.DataFrame, failed: pd.Series) -> pd.DataFrame:
+    """One row per (dataset, configuration): seed count, mean and std ACC, mean label metrics and scores, and
+    ``seeds_failed`` from ``failed`` (config_id → count, as failed_seeds gives)."""
     groups = scores.groupby(["data.name", "config_id", "config"], sort=False)
     means = groups[[*LABEL_METRICS, *SCORE_COLUMNS, "effective_clusters"]].mean()
     means["acc_std"] = groups["acc"].std()
     means["seeds"] = groups.size()
-    return means.reset_index()
+    configs = means.reset_index()
+    configs["seeds_failed"] = configs["config_id"].map(failed).fillna(0).astype(int)
+    return configs
 
 
 def criterion_parts(name: str) -> list[str]:
@@ -115,7 +128,7 @@ def criterion_parts(name: str) -> list[str]:
 
 def preference(configs: pd.DataFrame, name: str) -> pd.Series:
     """A criterion's value per configuration, oriented so that lower is preferred; NaN where unavailable
-    or where the configuration's clusterings are degenerate.
+    or where the configuration is never selected (degenerate, or with failed seeds).
 
     'a+b' is the mean of the configurations' ranks (1 = most preferred) under a and b, ranked among the
     configurations that every part scores.
@@ -123,7 +136,7 @@ def preference(configs: pd.DataFrame, name: str) -> pd.Series:
     parts = criterion_parts(name)
     if len(parts) == 1:
         criterion = CRITERIA[name]
-        values = configs[criterion.column].astype(float).where(~degenerate(configs))
+        values = configs[criterion.column].astype(float).where(~never_selected(configs))
         return values if criterion.lower_is_better else -values
     # A configuration one part cannot score would still push the others down that part's ranking.
     scored = pd.concat([preference(configs, p) for p in parts], axis=1).dropna()
@@ -133,6 +146,18 @@ def preference(configs: pd.DataFrame, name: str) -> pd.Series:
 def degenerate(configs: pd.DataFrame) -> pd.Series:
     """Configurations with fewer than MIN_EFFECTIVE_CLUSTERS effective clusters (unknown counts as fine)."""
     return configs["effective_clusters"] < MIN_EFFECTIVE_CLUSTERS
+
+
+def never_selected(configs: pd.DataFrame) -> pd.Series:
+    """Configurations no criterion may select: degenerate ones and those with failed seeds."""
+    return degenerate(configs) | (configs["seeds_failed"] > 0)
+
+
+def label_oracle(configs: pd.DataFrame) -> pd.Series:
+    """The configuration with the best mean ACC among those without failed seeds (among all if every one has)."""
+    complete = configs[configs["seeds_failed"] == 0]
+    candidates = complete if len(complete) else configs
+    return candidates.loc[candidates["acc"].idxmax()]
 
 
 def _spearman(preferred: pd.Series, acc: pd.Series) -> float:
@@ -147,7 +172,7 @@ def select(configs: pd.DataFrame, criteria: tuple[str, ...] = DEFAULT_SELECTION)
         criterion_parts(name)
     rows = []
     for dataset, group in configs.groupby("data.name", sort=True):
-        oracle = group.loc[group["acc"].idxmax()]
+        oracle = label_oracle(group)
         for name in criteria:
             preferred = preference(group, name).dropna()
             row = {"data.name": dataset, "criterion": name, "configs_scored": len(preferred),
@@ -179,5 +204,5 @@ def run_selection(study_dir: Path | str, criteria: tuple[str, ...] = DEFAULT_SEL
     for name in criteria:
         criterion_parts(name)
     scores = trial_scores(study_dir)
-    configs = configuration_scores(scores)
+    configs = configuration_scores(scores, failed_seeds(study_dir))
     return scores, configs, select(configs, criteria)

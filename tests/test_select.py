@@ -201,7 +201,7 @@ def test_select_command_rejects_a_study_without_finished_trials(tmp_path, capsys
 def test_select_on_nothing_returns_the_usual_columns(tmp_path):
     scores = trial_scores(_unscored_study(tmp_path, status="failed"))
     assert scores.empty and list(scores.columns) == scores_schema().names
-    selection = select(configuration_scores(scores))
+    selection = select(configuration_scores(scores, pd.Series(dtype=int)))
     assert selection.empty and list(selection.columns) == selection_schema().names
 
 
@@ -218,11 +218,13 @@ def test_select_writes_the_declared_schemas(study, tmp_path):
 
 # --- selection rules on hand-made configuration rows --------------------------------------------------------------
 
-def _configs(rows) -> pd.DataFrame:
-    """configuration_scores rows on one dataset from (name, ACC, MDL bits, VI, effective clusters)."""
+def _configs(rows, failed: dict[str, int] | None = None) -> pd.DataFrame:
+    """configuration_scores rows on one dataset from (name, ACC, MDL bits, VI, effective clusters) and
+    name → failed seeds."""
     frame = pd.DataFrame(rows, columns=["config", "acc", "mdl_bits", "vi", "effective_clusters"])
     return frame.assign(**{"data.name": "digits", "config_id": frame["config"], "loss_reconstruction": np.nan,
-                           "silhouette": np.nan, "seeds": 3})
+                           "silhouette": np.nan, "seeds": 3,
+                           "seeds_failed": frame["config"].map(failed or {}).fillna(0).astype(int)})
 
 
 def test_scatter_draws_a_criterion_that_selected_nothing():
@@ -242,3 +244,27 @@ def test_rank_average_ranks_only_configurations_every_part_scores():
                                "mdl+vi")
     assert alone.tolist() == [2.0, 1.5, 2.5]
     assert with_unscored.iloc[:3].tolist() == alone.tolist() and with_unscored.iloc[3:].isna().all()
+
+
+def test_a_configuration_with_failed_seeds_is_neither_selected_nor_the_oracle():
+    """Two of 'risky's three seeds diverged; the survivor's ACC and MDL look best."""
+    configs = _configs([("risky", 0.9, 100.0, 0.5, 4.0), ("steady", 0.7, 200.0, 1.0, 4.0)], failed={"risky": 2})
+    row = select(configs, ("mdl",)).iloc[0]
+    assert (row["selected_config"], row["oracle_config"], row["regret"]) == ("steady", "steady", 0.0)
+    everything_failed = select(configs.assign(seeds_failed=1), ("mdl",)).iloc[0]
+    assert everything_failed["oracle_config"] == "risky" and pd.isna(everything_failed["selected_config"])
+
+
+def test_selection_counts_each_configurations_failed_seeds(tmp_path):
+    """α=0.6 kept one of three seeds (two diverged); α=0.8 lost one seed to early stopping, which is no failure."""
+    rows = []
+    for alpha, seed, status in [(0.6, 0, "finished"), (0.6, 1, "failed"), (0.6, 2, "failed"),
+                                (0.8, 0, "finished"), (0.8, 1, "finished"), (0.8, 2, "stopped")]:
+        config = make_config({"seed": seed, "data": {"name": "digits"}, "brb": {"alpha": alpha}})
+        rows.append({"trial_id": trial_id(config), "status": status, **flatten(config), "acc": 0.9 - alpha / 4,
+                     "loss_reconstruction": alpha})
+    ResultStore(tmp_path).append(rows)
+    _, configs, selection = run_selection(tmp_path, ("reconstruction",))
+    assert configs.set_index("config")[["seeds", "seeds_failed"]].to_dict("index") == {
+        "α=0.6": {"seeds": 1, "seeds_failed": 2}, "α=0.8": {"seeds": 2, "seeds_failed": 0}}
+    assert selection.iloc[0][["selected_config", "oracle_config"]].tolist() == ["α=0.8", "α=0.8"]

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 from raydc.results import for_dataset
 from raydc.report.style import MissingDimension, figure, styled
 from raydc.report.tables import html_table, markdown_table
-from raydc.select import CRITERIA, degenerate, preference
+from raydc.select import CRITERIA, label_oracle, never_selected, preference
 
 AXIS_LABELS = {"mdl": "MDL cost (kbit)", "vi": "VI between seeds (nats)", "reconstruction": "reconstruction loss",
                "silhouette": "silhouette (predicted labels)"}
@@ -56,17 +56,17 @@ def plot_selection_scatter(configs: pd.DataFrame, selection: pd.DataFrame, datas
         raise MissingDimension("no label-free scores (no assignments and no final losses)")
     fig = figure(0.8 + 3.0 * len(criteria), 3.4)
     axes = fig.subplots(1, len(criteria), squeeze=False, sharey=True)[0]
-    oracle = configs.loc[configs["acc"].idxmax()]
+    oracle = label_oracle(configs)
     for ax, criterion in zip(axes, criteria):
         column, scale = CRITERIA[criterion].column, AXIS_SCALE.get(criterion, 1.0)
         scored = configs[configs[column].notna()]
-        collapsed = degenerate(scored)
-        if (~collapsed).any():
-            ax.scatter(scale * scored.loc[~collapsed, column], 100 * scored.loc[~collapsed, "acc"], s=22,
+        excluded = never_selected(scored)
+        if (~excluded).any():
+            ax.scatter(scale * scored.loc[~excluded, column], 100 * scored.loc[~excluded, "acc"], s=22,
                        color="tab:blue", alpha=0.75, label="configuration")
-        if collapsed.any():
-            ax.scatter(scale * scored.loc[collapsed, column], 100 * scored.loc[collapsed, "acc"], s=26, marker="x",
-                       color="grey", label="degenerate (never selected)")
+        if excluded.any():
+            ax.scatter(scale * scored.loc[excluded, column], 100 * scored.loc[excluded, "acc"], s=26, marker="x",
+                       color="grey", label="degenerate or with failed seeds (never selected)")
         if pd.notna(oracle[column]):
             ax.scatter(scale * oracle[column], 100 * oracle["acc"], marker="*", s=160, color="gold",
                        edgecolor="black", linewidth=0.6, zorder=3, label="oracle (best ACC)")
@@ -98,7 +98,7 @@ def _panel_title(criterion: str, chosen: pd.Series | None) -> str:
 
 def preference_table(configs: pd.DataFrame, criteria: tuple[str, ...]) -> pd.DataFrame:
     """Configurations with mean ACC and each criterion's rank within its dataset (1 = preferred)."""
-    table = configs[["data.name", "config", "seeds", "acc", "acc_std"]].copy()
+    table = configs[["data.name", "config", "seeds", "seeds_failed", "acc", "acc_std"]].copy()
     for _, group in configs.groupby("data.name"):
         for criterion in criteria:
             table.loc[group.index, f"rank {criterion}"] = preference(group, criterion).rank(method="min")
