@@ -31,10 +31,12 @@ from raydc.trial import Trial
 
 
 def raydc_trial(data, device: torch.device, augment: bool, args: argparse.Namespace) -> Trial:
+    # ClustPy's input exactly: the native images, and every batch of the epoch (its loader keeps the short one)
     config = make_config({"device": str(device), "seed": args.seed, "pretrain": {"epochs": 0},
+                          "data": {"name": args.dataset, "resize": None},
                           "net": {"hidden": [1024, 512, 256], "embedding_dim": 10},
                           "train": {"algorithm": "idec", "batch_size": args.batch_size, "augment": augment,
-                                    "epochs": args.epochs + 1, "lr": 1e-3},
+                                    "epochs": args.epochs + 1, "lr": 1e-3, "drop_last": False},
                           "brb": {"mode": "baseline"}})
     trial = Trial(config, data, device)
     trial.init_clustering()

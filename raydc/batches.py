@@ -10,10 +10,16 @@ from raydc.data import Augmenter
 AUGMENT_CHUNK = 16_384  # samples augmented per launch group: few large kernels instead of many per step
 
 
+def trained_count(n: int, batch_size: int, drop_last: bool) -> int:
+    """Samples an epoch trains on: all of them, or with drop_last those of the full batches (all if none is full)."""
+    return n - n % batch_size if drop_last and n >= batch_size else n
+
+
 def epoch_batches(x: torch.Tensor, batch_size: int, generator: torch.Generator,
-                  augmenter: Augmenter | None = None, *, augment_both: bool = False
+                  augmenter: Augmenter | None = None, *, augment_both: bool = False, drop_last: bool = False
                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
-    """Yield (sample indices, batch, augmented batch or None) over a random permutation of x.
+    """Yield (sample indices, batch, augmented batch or None) over a random permutation of x, without the last
+    short batch when drop_last.
 
     With augment_both the first batch is an independent augmentation too (two views, as contrastive
     objectives need). The permuted data and its augmentation are built once per epoch, so every step only
@@ -22,7 +28,7 @@ def epoch_batches(x: torch.Tensor, batch_size: int, generator: torch.Generator,
     order, shuffled, augmented = shuffled_epoch(x, generator, augmenter)
     if augment_both and augmenter is not None:
         shuffled = _augment(shuffled, augmenter, generator, torch.empty_like(shuffled))
-    for start in range(0, len(x), batch_size):
+    for start in range(0, trained_count(len(x), batch_size, drop_last), batch_size):
         stop = start + batch_size
         yield order[start:stop], shuffled[start:stop], (augmented[start:stop] if augmented is not None else None)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal, get_args
+from typing import Any, Iterable, Literal, get_args
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
@@ -16,8 +16,16 @@ ReSLStrategy = Literal["none", "sp", "sp_star", "ht"]
 Precision = Literal["float32", "tf32", "bf16"]
 DCNUpdate = Literal["epoch", "step"]
 AffineStyle = Literal["smooth", "torchvision"]  # raydc.data.augment.AFFINE_STYLES
-# Fields whose default changed after they were added: the value trials ran with before the field existed.
-BEFORE_FIELD_EXISTED = {"data.affine": "smooth"}
+ResetInit = Literal["kaiming", "linear"]
+# Settings that change where or how fast a trial runs, not what it computes: outside trial ids and configurations.
+EXECUTION_FIELDS = ("device", "checkpoint_every", "train.cuda_graphs", "train.compile")
+# Settings added after trials were recorded, with what those trials ran with: ids and cache keys name a setting only
+# where it acts and differs from this, so the ids recorded then still name what they computed.
+FORMER_DEFAULTS = {"data.affine": "smooth", "data.resize": None, "train.drop_last": False, "brb.reset_init": "linear",
+                   "brb.reset_momentum": True}
+# BRB modes that draw fresh weights φ (the others leave weights alone or draw scaled Gaussians).
+PHI_MODES = {"reset", "brb", "disentangled", "perturb_only"}
+LEARNABLE_CENTROID_ALGORITHMS = ("dec", "idec")  # DCN moves its centroids by running means, LFSS by k-means
 
 # Cluster-loss weights of Table 5: DEC trains on the clustering loss alone; LFSS weighs its terms with lfss.weight.
 DEFAULT_CLUSTER_WEIGHT = {"dec": 1.0, "idec": 0.1, "dcn": 0.025, "lfss": 1.0}
@@ -68,6 +76,9 @@ class DataConfig(_Group):
     # torchvision = RandomAffine's whole-pixel shifts and nearest sampling, as the authors' pipeline; smooth =
     # fractional shifts and bilinear sampling
     affine: AffineStyle = "torchvision"
+    # Table 5: grayscale images are resized to resize × resize (bilinear) before augmentation, as the authors'
+    # pipeline does for every grayscale set; None = native size. Colour sets keep their own sizes.
+    resize: int | None = Field(default=28, ge=1)
 
     @field_validator("name")
     @classmethod
@@ -125,6 +136,9 @@ class TrainConfig(_Group):
     # DCN's centroid updates. epoch: as the BRB authors' released code (centres fixed through an epoch of network
     # steps, then moved batch by batch at a fixed rate); step: eq 7 after every step, with counts that grow.
     dcn_update: DCNUpdate = "epoch"
+    # Clustering epochs skip the last short batch, as the authors' loader (drop_last): DEC's targets from a handful
+    # of samples would be noise. LFSS measures every sample each epoch and keeps it.
+    drop_last: bool = True
 
     @property
     def effective_cluster_weight(self) -> float:
@@ -141,7 +155,12 @@ class BRBConfig(_Group):
     block_alpha_step: float = Field(default=0.0, ge=0.0, le=1.0)  # α grows by this per ResNet block below block 4
     recluster: ReclusterMethod = "kmeans"
     subsample: int = Field(default=10_000, ge=1)
-    reset_momentum: bool = True
+    # Zero the centroids' Adam moments at each reclustering. None = as the authors: with weight resets, not when
+    # reclustering alone (mode recluster).
+    reset_momentum: bool | None = None
+    # φ of a reset: kaiming = kaiming_uniform_ with its default gain (bound √(6/fan_in)), as the authors' code;
+    # linear = nn.Linear's own initialisation (bound 1/√fan_in). Biases draw from ±1/√fan_in either way.
+    reset_init: ResetInit = "kaiming"
     noise_beta: float = Field(default=0.3, gt=0)  # eq 18
 
     @field_validator("layers")
@@ -235,15 +254,46 @@ class TrialConfig(_Group):
     @property
     def affine_style(self) -> str | None:
         """The style of this trial's affine augmentation; None on a colour dataset (SimCLR's pipeline instead)."""
+        return None if self._colour else self.data.affine
+
+    @property
+    def resize_side(self) -> int | None:
+        """The side images are resized to; None where they keep their size (colour sets, or already that size)."""
         from raydc.data import dataset_info
 
-        return None if dataset_info(self.data.name).image_shape[0] == 3 else self.data.affine
+        side = None if self._colour else self.data.resize
+        return None if side is not None and dataset_info(self.data.name).image_shape[1:] == (side, side) else side
 
-    def affine_key(self) -> dict[str, str]:
-        """{"affine": style} for ids and cache keys, empty for the style trials ran with before data.affine existed
-        (smooth) and on colour sets, so the ids and keys made then still name what they computed."""
-        style = self.affine_style
-        return {} if style in (None, BEFORE_FIELD_EXISTED["data.affine"]) else {"affine": style}
+    @property
+    def resets_center_momentum(self) -> bool:
+        """Whether each reclustering zeroes the centroids' Adam moments (only DEC and IDEC learn centroids)."""
+        brb = self.brb
+        wanted = brb.mode != "recluster" if brb.reset_momentum is None else brb.reset_momentum
+        return wanted and self._recenters
+
+    @property
+    def drops_last_batch(self) -> bool:
+        return self.train.drop_last and self.train.algorithm != "lfss"
+
+    def changed_defaults(self) -> dict[str, Any]:
+        """The FORMER_DEFAULTS settings that act on this trial and differ from what trials ran with before they
+        existed (dotted name → value): what ids and cache keys must name beyond the fields at their defaults."""
+        acting = {"data.affine": self.affine_style, "data.resize": self.resize_side,
+                  "train.drop_last": self.drops_last_batch,
+                  "brb.reset_init": self.brb.reset_init if self.brb.mode in PHI_MODES else None,
+                  "brb.reset_momentum": self.resets_center_momentum if self._recenters else None}
+        return {name: value for name, value in acting.items()
+                if value is not None and value != FORMER_DEFAULTS[name]}
+
+    @property
+    def _colour(self) -> bool:
+        from raydc.data import dataset_info
+
+        return dataset_info(self.data.name).image_shape[0] == 3
+
+    @property
+    def _recenters(self) -> bool:
+        return self.brb.mode in RECLUSTERING_MODES and self.train.algorithm in LEARNABLE_CENTROID_ALGORITHMS
 
     @property
     def two_views(self) -> bool:
@@ -356,6 +406,18 @@ def set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
         if not isinstance(node, dict):
             raise ConfigError(key, f"{g} is not a group")
     node[leaf] = value
+
+
+def dotted_exclude(names: Iterable[str]) -> dict[str, Any]:
+    """model_dump's `exclude` for dotted field names ("train.compile" → {"train": {"compile"}})."""
+    exclude: dict[str, Any] = {}
+    for name in names:
+        group, _, leaf = name.rpartition(".")
+        if group:
+            exclude.setdefault(group, set()).add(leaf)
+        else:
+            exclude[leaf] = True
+    return exclude
 
 
 def flatten(config: TrialConfig) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from raydc.atomic import exclusive
 from raydc.checkpoint import atomic_save, load
 from raydc.clustering.objectives import reconstruction_loss
 from raydc.contrastive.simclr import info_nce
-from raydc.config import TrialConfig
+from raydc.config import EXECUTION_FIELDS, FORMER_DEFAULTS, TrialConfig, dotted_exclude
 from raydc.data import Augmenter, Dataset
 from raydc.errors import TrialDiverged
 
@@ -29,8 +29,11 @@ def pretrain_key(config: TrialConfig) -> str:
             "seed": config.seed, "format": 1}
     if config.net.arch != "mlp":
         spec["contrastive"] = config.contrastive.temperature
-    if config.pretrain.augment:
-        spec.update(config.affine_key())
+    changed = config.changed_defaults()
+    if config.pretrain.augment and "data.affine" in changed:
+        spec["affine"] = changed["data.affine"]
+    if "data.resize" in changed:
+        spec["resize"] = changed["data.resize"]
     return _content_key(spec)
 
 
@@ -39,8 +42,8 @@ def cluster_cache_path(config: TrialConfig, cache: Path | None) -> Path | None:
     upstream of self-labeling is part of the key."""
     if cache is None or config.selflabel.epochs == 0:
         return None
-    upstream = config.model_dump(exclude={"device": True, "checkpoint_every": True, "selflabel": True, "resl": True,
-                                          "data": {"affine"}}) | config.affine_key()
+    skip = dotted_exclude((*EXECUTION_FIELDS, *FORMER_DEFAULTS, "selflabel", "resl"))
+    upstream = config.model_dump(exclude=skip) | config.changed_defaults()
     return Path(cache) / f"cluster-{_content_key(upstream)}.pt"
 
 

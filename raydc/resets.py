@@ -1,6 +1,6 @@
 """Weight perturbations of BRB and its ablations, applied to named layer selections.
 
-soft reset (eq 1):       θ ← αθ + (1−α)φ,  φ ~ the layer's default init (Kaiming-uniform, default bias)
+soft reset (eq 1):       θ ← αθ + (1−α)φ,  φ ~ Kaiming-uniform (the authors' gain or nn.Linear's), default bias
 perturb_only (H.13):     θ ← θ + (1−α)φ    (no contraction)
 scaled_gaussian (H.13):  θ ← αθ + (1−α)ε,  ε ~ N(mean θ, std θ) per tensor
 """
@@ -16,12 +16,18 @@ from raydc.config import TrialConfig
 PERTURBATIONS = ("soft_reset", "perturb_only", "scaled_gaussian")
 
 
-def sample_initial(module: nn.Module, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Fresh parameters φ from the module's PyTorch default initialisation, drawn from `generator`."""
+# Leaky-ReLU slope of kaiming_uniform_ per init: 0 (bound √(6/fan_in)) as the BRB authors draw φ; √5 (bound
+# 1/√fan_in) as nn.Linear and nn.Conv2d initialise themselves.
+KAIMING_SLOPE = {"kaiming": 0.0, "linear": math.sqrt(5)}
+
+
+def sample_initial(module: nn.Module, generator: torch.Generator, init: str = "linear") -> dict[str, torch.Tensor]:
+    """Fresh parameters φ drawn from `generator`: weights Kaiming-uniform with `init`'s slope, biases and batchnorm
+    as PyTorch initialises them."""
     if isinstance(module, (nn.Linear, nn.Conv2d)):
         # A fresh contiguous tensor: a strided weight (a population member's view) must draw the same values.
         weight = torch.empty(module.weight.shape, dtype=module.weight.dtype, device=module.weight.device)
-        nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+        nn.init.kaiming_uniform_(weight, a=KAIMING_SLOPE[init], generator=generator)
         fresh = {"weight": weight}
         if module.bias is not None:
             bound = 1.0 / math.sqrt(nn.init._calculate_fan_in_and_fan_out(module.weight)[0])
@@ -33,8 +39,9 @@ def sample_initial(module: nn.Module, generator: torch.Generator) -> dict[str, t
 
 
 @torch.no_grad()
-def perturb(modules: list[nn.Module], alpha: float, generator: torch.Generator, kind: str = "soft_reset") -> None:
-    """Apply one of PERTURBATIONS to every parameter of `modules` in place."""
+def perturb(modules: list[nn.Module], alpha: float, generator: torch.Generator, kind: str = "soft_reset",
+            init: str = "linear") -> None:
+    """Apply one of PERTURBATIONS to every parameter of `modules` in place, φ drawn as `init` says."""
     if kind not in PERTURBATIONS:
         raise ValueError(f"unknown perturbation {kind!r}; valid: {', '.join(PERTURBATIONS)}")
     for module in modules:
@@ -45,7 +52,7 @@ def perturb(modules: list[nn.Module], alpha: float, generator: torch.Generator, 
                 scaled = noise * std + p.mean()  # drawn from the weights as they are before contraction
                 p.mul_(alpha).add_((1 - alpha) * scaled)
             continue
-        for name, phi in sample_initial(module, generator).items():
+        for name, phi in sample_initial(module, generator, init).items():
             p = getattr(module, name)
             if kind == "soft_reset":
                 p.mul_(alpha)
@@ -84,9 +91,10 @@ def reset_plan(net: nn.Module, config: TrialConfig) -> list[tuple[list[nn.Module
     return plan
 
 
-def apply_plan(plan: list[tuple[list[nn.Module], float]], generator: torch.Generator, kind: str) -> None:
+def apply_plan(plan: list[tuple[list[nn.Module], float]], generator: torch.Generator, kind: str,
+               init: str = "linear") -> None:
     for modules, alpha in plan:
-        perturb(modules, alpha, generator, kind)
+        perturb(modules, alpha, generator, kind, init)
 
 
 def reset_momentum(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from raydc.atomic import atomic_path
-from raydc.config import BEFORE_FIELD_EXISTED, TrialConfig, flatten
+from raydc.config import EXECUTION_FIELDS, FORMER_DEFAULTS, TrialConfig, dotted_exclude, flatten, set_dotted
 from raydc.records import EPOCH_FIELDS, FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 
 TRIALS_FILE = "trials.parquet"
@@ -41,8 +41,6 @@ EPOCHS_FILE = "epochs.parquet"
 ASSIGNMENTS_DIR = "assignments"
 EPOCH_KEY = ("trial_id", "phase", "epoch")
 VERSION_KEYS = ("raydc", "torch", "numpy")
-# Settings that change where or how fast a trial runs, not what it computes: outside trial ids and configurations.
-EXECUTION_FIELDS = ("device", "checkpoint_every", "train.cuda_graphs", "train.compile")
 
 _SCALAR_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
 
@@ -110,14 +108,10 @@ def trial_id(config: TrialConfig) -> str:
     Fields at their default are left out, so adding a new setting never changes existing trials' ids; settings
     that change how a trial runs but not what it computes are left out too.
     """
-    exclude: dict[str, Any] = {"data": {"affine"}}
-    for name in EXECUTION_FIELDS:
-        group, _, leaf = name.rpartition(".")
-        exclude.setdefault(group, set()).add(leaf) if group else exclude.update({leaf: True})
-    payload = config.model_dump(exclude=exclude, exclude_defaults=True)
-    data = {**payload.pop("data", {}), **config.affine_key()}  # the style by its own rule: its default changed
-    if data:
-        payload["data"] = data
+    payload = config.model_dump(exclude=dotted_exclude((*EXECUTION_FIELDS, *FORMER_DEFAULTS)), exclude_defaults=True)
+    payload = {key: value for key, value in payload.items() if value != {}}  # a group left with nothing to name
+    for name, value in config.changed_defaults().items():  # by their own rule: named where they act
+        set_dotted(payload, name, value)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -140,8 +134,8 @@ def epoch_row(tid: str, record: EpochRecord) -> dict[str, Any]:
 
 def _absent_config_values() -> dict[str, Any]:
     """What a trial recorded before a config field existed ran with: the field's default, except where the default
-    changed since (data.affine was smooth)."""
-    return {**flatten(TrialConfig()), **BEFORE_FIELD_EXISTED}
+    changed since (FORMER_DEFAULTS)."""
+    return {**flatten(TrialConfig()), **FORMER_DEFAULTS}
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -15,7 +15,7 @@ from raydc.checkpoint import atomic_save, load
 from raydc.clock import TrialClock
 from raydc.clustering.kmeans import kmeans
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
-from raydc.data import Dataset, load_dataset
+from raydc.data import Dataset, load_dataset, resized
 from raydc.errors import TrialDiverged
 from raydc.pretrain import cluster_cache_path, is_contrastive, pretrained_state
 from raydc.records import FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
@@ -62,7 +62,7 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
     report = report or (lambda record: None)
     clock = TrialClock()
     device = resolve_device(config.device)
-    data = (dataset or load_dataset(config.data.name, data_dir=config.data.dir)).to(device)
+    data = resized(dataset or load_dataset(config.data.name, data_dir=config.data.dir), config.resize_side).to(device)
     trial = Trial(config, data, device)
     ckpt_path = Path(checkpoint_dir) / "trial.pt" if checkpoint_dir is not None else None
     cache = Path(pretrain_cache) if pretrain_cache is not None else (Path(checkpoint_dir) if checkpoint_dir else None)

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from raydc.batches import epoch_batches
+from raydc.batches import epoch_batches, trained_count
 from raydc.captured import CapturedStep
 from raydc.clustering import CentroidModel
 from raydc.clustering.kmeans import kmeans, nearest, recluster
@@ -133,9 +133,9 @@ class Trial:
         brb = self.config.brb
         mode = brb.mode
         if mode in ("reset", "brb"):
-            apply_plan(self.reset_plan, self.generator, "soft_reset")
+            apply_plan(self.reset_plan, self.generator, "soft_reset", brb.reset_init)
         elif mode in ("perturb_only", "scaled_gaussian"):
-            apply_plan(self.reset_plan, self.generator, mode)
+            apply_plan(self.reset_plan, self.generator, mode, brb.reset_init)
         if mode not in RECLUSTERING_MODES:
             return
         k = self.data.n_clusters
@@ -144,7 +144,7 @@ class Trial:
         z = embed(self.model.eval_net, sub)
         if mode == "disentangled":  # Algorithm 2: labels from a reset copy, centroids from the unchanged net
             twin = copy.deepcopy(self.net)
-            apply_plan(reset_plan(twin, self.config), self.generator, "soft_reset")
+            apply_plan(reset_plan(twin, self.config), self.generator, "soft_reset", brb.reset_init)
             labels = self.model.predict(embed(twin, sub))
             centers = _label_means(z, labels, self.model.centers.detach())
         else:
@@ -155,13 +155,8 @@ class Trial:
             centers, _ = recluster(z, k, brb.recluster, self.generator)
         # Every sample is reassigned to the new centroids (DCN's loss uses these assignments).
         self.model.set_centers(centers, nearest(embed(self.net, self.data.x), centers))
-        if self.resets_center_momentum():
+        if self.config.resets_center_momentum:
             reset_momentum(self.optimizer, [self.model.centers])
-
-    def resets_center_momentum(self) -> bool:
-        """Whether a periodic step forgets the centroids' Adam moments: only when it replaced the centroids."""
-        brb = self.config.brb
-        return brb.reset_momentum and brb.mode in RECLUSTERING_MODES and self.model.learnable_centers
 
     def is_periodic_epoch(self, epoch: int) -> bool:
         mode = self.config.brb.mode
@@ -178,7 +173,8 @@ class Trial:
         self.totals.zero()
         with training_precision(cfg.precision, self.device.type):
             for index, batch, batch_aug in epoch_batches(self.data.x, cfg.batch_size, self.generator, augmenter,
-                                                         augment_both=self.config.two_views):
+                                                         augment_both=self.config.two_views,
+                                                         drop_last=self.config.drops_last_batch):
                 if world > 1:  # every worker draws the same batch and augmentation, then keeps its shard
                     x_aug = batch_aug[rank::world] if batch_aug is not None else None
                     self.train_step(batch[rank::world], x_aug, index[rank::world], batch, index)
@@ -188,7 +184,7 @@ class Trial:
             dist.all_reduce(self.totals.sums)
         if self.move_centers is not None:
             self._sweep_centers()
-        means = self.totals.means(self.data.n)  # one host sync per epoch
+        means = self.totals.means(trained_count(self.data.n, cfg.batch_size, self.config.drops_last_batch))
         if not all(np.isfinite(list(means.values()))) or not torch.isfinite(self.model.centers).all():
             raise TrialDiverged(f"non-finite loss at clustering epoch {self.epoch + 1}: {means}")
         return {**means, **self.model.end_epoch(self.data.x)}

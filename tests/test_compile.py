@@ -22,7 +22,8 @@ def _cpu_compiler() -> bool:
 
 
 compiles = pytest.mark.skipif(not _cpu_compiler(), reason="needs a C++ compiler for inductor's CPU code")
-SMALL = {"net": {"hidden": [128, 64]}, "pretrain": {"epochs": 3}, "train": {"epochs": 4},
+# The digits fixture at its native 8 × 8 (fast; resizing as Table 5 is tested in test_data.py).
+SMALL = {"data": {"resize": None}, "net": {"hidden": [128, 64]}, "pretrain": {"epochs": 3}, "train": {"epochs": 4},
          "brb": {"interval": 2, "subsample": 1000}, "eval": {"subsample": 300}, "device": "cpu"}
 
 

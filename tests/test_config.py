@@ -10,8 +10,9 @@ from raydc.config import ConfigError, flatten, make_config
 def test_defaults_are_table5():
     c = make_config()
     assert (c.train.batch_size, c.train.lr, c.pretrain.epochs, c.train.epochs) == (256, 1e-3, 250, 400)
-    assert (c.brb.alpha, c.brb.interval, c.brb.subsample, c.brb.reset_embedding, c.brb.reset_momentum) == (
+    assert (c.brb.alpha, c.brb.interval, c.brb.subsample, c.brb.reset_embedding, c.resets_center_momentum) == (
         0.8, 20, 10_000, False, True)
+    assert (c.data.resize, c.data.affine, c.train.drop_last, c.brb.reset_init) == (28, "torchvision", True, "kaiming")
     assert c.net.hidden == [1024, 512, 256] and c.train.augment and not c.pretrain.augment
     weights = {a: make_config({"train": {"algorithm": a}}).train.effective_cluster_weight for a in ("dec", "idec", "dcn")}
     assert weights == {"dec": 1.0, "idec": 0.1, "dcn": 0.025}
@@ -100,10 +101,8 @@ def test_subsample_below_cluster_count_is_rejected_before_compute(digits):
     make_config({"brb": {"mode": "baseline", "subsample": 1}}).check_dataset(digits.n_clusters)
 
 
-def test_the_affine_style_reaches_every_augmenter_and_keys_what_it_changes():
+def test_the_affine_style_reaches_every_augmenter():
     from raydc.data import load_dataset
-    from raydc.pretrain import cluster_cache_path, pretrain_key
-    from raydc.store import trial_id
     from raydc.trial import Trial
 
     config = make_config({"data": {"affine": "smooth"}, "selflabel": {"epochs": 1}})
@@ -111,22 +110,58 @@ def test_the_affine_style_reaches_every_augmenter_and_keys_what_it_changes():
     assert trial.augmenter.style == "smooth" and trial.self_labeling().strong_augmenter.base.style == "smooth"
     assert make_config({}).data.affine == "torchvision"  # RandomAffine, as the authors' pipeline
 
-    def with_style(style, **values):
-        return make_config({**values, "data": {**values.get("data", {}), "affine": style}})
 
-    # Trials recorded before data.affine existed ran the smooth style: their ids and cache keys stay as they were.
-    assert trial_id(with_style("smooth")) == "44136fa355b3678a"
-    assert trial_id(with_style("smooth", data={"name": "optdigits"}, brb={"alpha": 0.6}, seed=2)) == "2558fbe8a1c4e0b4"
-    assert trial_id(make_config({})) != trial_id(with_style("smooth"))
-    augmented = {"pretrain": {"augment": True}}
-    assert pretrain_key(with_style("torchvision")) == pretrain_key(with_style("smooth"))  # pretraining not augmented
-    assert pretrain_key(with_style("torchvision", **augmented)) != pretrain_key(with_style("smooth", **augmented))
+def _merged(*parts: dict) -> dict:
+    out: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
+    return out
+
+
+# What trials ran with before data.affine, data.resize, train.drop_last and brb.reset_init existed.
+FORMER = {"data": {"affine": "smooth", "resize": None}, "train": {"drop_last": False}, "brb": {"reset_init": "linear"}}
+NEW_DEFAULTS = [{"data": {"affine": "torchvision"}}, {"data": {"resize": 28}}, {"train": {"drop_last": True}},
+                {"brb": {"reset_init": "kaiming"}}]
+
+
+def test_settings_added_later_keep_recorded_ids_and_key_what_they_change():
+    from raydc.pretrain import cluster_cache_path, pretrain_key
+    from raydc.store import trial_id
+
+    def former(*parts):
+        return make_config(_merged(FORMER, *parts))
+
+    # Trials recorded before these settings existed keep their ids.
+    assert trial_id(former()) == "44136fa355b3678a"
+    assert trial_id(former({"data": {"name": "optdigits"}, "brb": {"alpha": 0.6}, "seed": 2})) == "2558fbe8a1c4e0b4"
     shared = {"selflabel": {"epochs": 1}}
-    assert cluster_cache_path(with_style("torchvision", **shared), Path(".")) != cluster_cache_path(
-        with_style("smooth", **shared), Path("."))
-    # Colour sets are augmented by SimCLR's pipeline whatever the style says: nothing of theirs changes with it.
+    for new in NEW_DEFAULTS:  # each of today's defaults changes what a digits BRB trial computes
+        assert trial_id(former(new)) != trial_id(former()), new
+        assert cluster_cache_path(former(new, shared), Path(".")) != cluster_cache_path(former(shared), Path("."))
+    assert trial_id(make_config({})) not in {trial_id(former(new)) for new in NEW_DEFAULTS}
+    # Pretraining sees the resized images always, the affine style only when it augments.
+    assert pretrain_key(former({"data": {"resize": 28}})) != pretrain_key(former())
+    assert pretrain_key(former({"data": {"affine": "torchvision"}})) == pretrain_key(former())
+    augmented = {"pretrain": {"augment": True}}
+    assert pretrain_key(former({"data": {"affine": "torchvision"}}, augmented)) != pretrain_key(former(augmented))
+
+    # A setting changes nothing where it does not act.
+    def same_everywhere(base: dict, setting: dict) -> None:
+        a, b = former(base), former(base, setting)
+        assert trial_id(a) == trial_id(b), (base, setting)
+        assert pretrain_key(a) == pretrain_key(b), (base, setting)
+        assert cluster_cache_path(a, Path(".")) == cluster_cache_path(b, Path(".")), (base, setting)
+
     colour = {"data": {"name": "cifar10"}, "net": {"arch": "resnet18"}, **augmented, **shared}
-    assert trial_id(with_style("torchvision", **colour)) == trial_id(with_style("smooth", **colour))
-    assert pretrain_key(with_style("torchvision", **colour)) == pretrain_key(with_style("smooth", **colour))
-    assert cluster_cache_path(with_style("torchvision", **colour), Path(".")) == cluster_cache_path(
-        with_style("smooth", **colour), Path("."))
+    same_everywhere(colour, {"data": {"affine": "torchvision", "resize": 28}})  # SimCLR's pipeline and sizes
+    same_everywhere({"data": {"name": "mnist-test"}, **shared}, {"data": {"resize": 28}})  # already 28 × 28
+    same_everywhere({"brb": {"mode": "baseline"}, **shared}, {"brb": {"reset_init": "kaiming"}})  # draws no φ
+    same_everywhere({"train": {"algorithm": "lfss"}, "brb": {"mode": "baseline"}, **shared},
+                    {"train": {"drop_last": True}})  # LFSS measures every sample each epoch
+    # BRB zeroed the centroid moments before and does now; reclustering alone did and no longer does.
+    same_everywhere({"brb": {"reset_momentum": True}}, {"brb": {"reset_momentum": None}})
+    recluster = {"brb": {"mode": "recluster"}}
+    assert not former(recluster).resets_center_momentum
+    assert former(recluster, {"brb": {"reset_momentum": True}}).resets_center_momentum
+    assert trial_id(former(recluster)) != trial_id(former(recluster, {"brb": {"reset_momentum": True}}))

@@ -34,7 +34,7 @@ from raydc.data.augment import (
     sample_affine_params,
     sample_colour_params,
 )
-from raydc.data.dataset import standardize
+from raydc.data.dataset import resized, standardize
 from raydc.data.torchvision_sets import CIFAR100_COARSE, equalize_histograms
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -123,6 +123,30 @@ def test_standardize_scales_uint8_to_unit_range():
     data = standardize("toy", images, torch.zeros(4, dtype=torch.long), 1)
     assert torch.allclose(data.mean, torch.tensor([0.5])) and torch.allclose(data.std, torch.tensor([0.5]))
     assert torch.equal(data.x.flatten(), torch.tensor([-1.0, 1.0, -1.0, 1.0]))
+
+
+def test_resize_is_the_authors_resize_then_normalize():
+    from torchvision.transforms.v2 import functional as TF
+
+    raw = torch.rand(5, 1, 8, 8)
+    data = standardize("toy", raw, torch.zeros(5, dtype=torch.long), 1)
+    big = resized(data, 28)
+    # Table 5's pipeline: statistics of the native images, Resize (28, 28), then Normalize
+    expected = TF.normalize(TF.resize(raw, [28, 28], antialias=False), data.mean.tolist(), data.std.tolist())
+    assert big.image_shape == (1, 28, 28) and torch.allclose(big.x, expected, atol=1e-5)
+    assert resized(data, None) is data and resized(big, 28) is big
+
+
+@pytest.mark.parametrize("resize,inputs", [(28, 784), (None, 64)])
+def test_a_grayscale_trial_trains_on_images_resized_as_table_5_says(tmp_path, resize, inputs):
+    from raydc.checkpoint import load
+    from raydc.train import fit
+
+    config = {"train": {"epochs": 1}, "pretrain": {"epochs": 0}, "data": {"resize": resize}}
+    assert fit(config, checkpoint_dir=tmp_path).status == "finished"
+    weights = load(tmp_path / "trial.pt")["model"]
+    first = next(w for name, w in weights.items() if name.endswith("encoder.0.weight"))
+    assert first.shape == (1024, inputs)  # 8 × 8 digits resized to 28 × 28, or at their native size
 
 
 def test_dataset_info_needs_no_files(monkeypatch, tmp_path):

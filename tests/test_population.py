@@ -8,7 +8,8 @@ from raydc.config import ConfigError, make_config
 from raydc.population import fit_population
 from raydc.train import fit
 
-SMALL = {"net": {"hidden": [256, 128]}, "pretrain": {"epochs": 20}, "train": {"epochs": 6},
+# The digits fixture at its native 8 × 8 (fast; resizing as Table 5 is tested in test_data.py).
+SMALL = {"data": {"resize": None}, "net": {"hidden": [256, 128]}, "pretrain": {"epochs": 20}, "train": {"epochs": 6},
          "brb": {"interval": 2, "subsample": 1000}, "eval": {"subsample": 300}, "device": "cpu"}
 # Batched matmuls and the stacked Adam round differently from addmm and the fused kernel in the last bit, and training
 # amplifies that: DEC and DCN losses stay within ~1e-6 over these epochs, while IDEC is more sensitive in the plain

@@ -23,6 +23,29 @@ def test_sample_initial_is_pytorch_default_distribution():
     assert abs(phi["weight"].std().item() - bound / math.sqrt(3)) < 0.01 * bound
 
 
+def test_the_authors_phi_is_kaiming_uniform_with_its_default_gain():
+    layer = nn.Linear(400, 300)
+    phi = sample_initial(layer, torch.Generator().manual_seed(1), "kaiming")
+    bound = math.sqrt(6 / 400)  # kaiming_uniform_(a=0): gain √2 · √(3/fan_in), as the BRB authors draw φ
+    assert phi["weight"].abs().max() <= bound and phi["weight"].abs().max() > 0.95 * bound
+    assert phi["bias"].abs().max() <= 1 / math.sqrt(400)  # biases as PyTorch initialises them either way
+
+
+def test_a_trial_resets_with_the_configured_phi():
+    from raydc.data import load_dataset
+    from raydc.trial import Trial
+
+    def reset_spread(init: str) -> float:
+        config = make_config({"brb": {"mode": "reset", "alpha": 0.0, "reset_init": init}, "data": {"resize": None}})
+        trial = Trial(config, load_dataset("digits"), torch.device("cpu"))
+        trial.periodic_step()  # α = 0: the encoder's weights become φ
+        return trial.net.encoder[0].weight.abs().max().item()
+
+    fan_in = 64
+    assert math.sqrt(6 / fan_in) * 0.95 < reset_spread("kaiming") <= math.sqrt(6 / fan_in)
+    assert reset_spread("linear") <= 1 / math.sqrt(fan_in)
+
+
 def test_soft_reset_is_convex_combination_with_fresh_init():
     layer = _layer()
     before = {k: v.clone() for k, v in layer.named_parameters()}

@@ -10,7 +10,8 @@ from raydc.pretrain import pretrained_state
 from raydc.train import fit
 from raydc.trial import Trial, embed
 
-SMALL = {"net": {"hidden": [256, 128]}, "pretrain": {"epochs": 20}, "train": {"epochs": 5},
+# The digits fixture at its native 8 × 8 (fast; resizing as Table 5 is tested in test_data.py).
+SMALL = {"data": {"resize": None}, "net": {"hidden": [256, 128]}, "pretrain": {"epochs": 20}, "train": {"epochs": 5},
          "brb": {"interval": 2, "subsample": 1000}, "eval": {"subsample": 300}, "device": "cpu"}
 
 
@@ -190,3 +191,15 @@ def test_diverging_trial_fails_with_reason(digits):
     broken.x[:5] = float("nan")
     result = fit(_config(), dataset=broken)
     assert result.status == "failed" and "non-finite" in result.error
+
+
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_clustering_epochs_drop_the_last_short_batch(drop_last, digits, cache, monkeypatch):
+    trial = Trial(_config(train={"drop_last": drop_last}), digits, torch.device("cpu"))
+    pretrained_state(trial.net, digits, trial.config, trial.augmenter, cache, lambda epoch, loss: None)
+    trial.init_clustering()
+    sizes, step = [], trial.train_step
+    monkeypatch.setattr(trial, "train_step", lambda x, *rest: (sizes.append(len(x)), step(x, *rest))[1])
+    trial.train_epoch()
+    # 1797 digits = 7 batches of 256 + 5: the authors' loader drops the 5 (DEC's targets from 5 samples are noise)
+    assert sizes == [256] * 7 + ([] if drop_last else [5])

@@ -1,6 +1,6 @@
 """Datasets of the BRB paper as z-transformed tensors, and batched on-device augmentations."""
 from raydc.data.augment import Augmenter, StrongAugmenter, cutout, make_augmenter, make_strong_augmenter
-from raydc.data.dataset import Dataset
+from raydc.data.dataset import Dataset, resized
 from raydc.data.errors import DatasetCorrupt, DatasetUnavailable
 from raydc.data.locations import default_data_dir
 from raydc.data.registry import DatasetInfo, check_available, dataset_info, dataset_names, load_dataset
@@ -20,4 +20,5 @@ __all__ = [
     "load_dataset",
     "make_augmenter",
     "make_strong_augmenter",
+    "resized",
 ]

@@ -4,12 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass
 class Dataset:
     name: str
-    x: torch.Tensor  # float32 (n, C, H, W), mean 0 and std 1 per channel over the whole set
+    x: torch.Tensor  # float32 (n, C, H, W), z-transformed per channel by mean and std
     y: torch.Tensor  # int64 (n,), classes 0..k-1, for evaluation only
     n_clusters: int
     mean: torch.Tensor  # (C,) per-channel mean of the raw [0, 1] images
@@ -46,3 +47,16 @@ def standardize(name: str, images: torch.Tensor, labels: torch.Tensor, n_cluster
     std, mean = torch.std_mean(x, dim=(0, 2, 3), correction=0)
     x.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
     return Dataset(name=name, x=x, y=labels.long(), n_clusters=n_clusters, mean=mean, std=std)
+
+
+def resized(data: Dataset, side: int | None) -> Dataset:
+    """The images resized to side × side by bilinear interpolation, as torchvision's Resize does to tensors; the
+    same dataset when side is None or the images already have that size.
+
+    Interpolation commutes with the z-transform (its weights sum to one), so this equals the authors' order:
+    statistics of the native images, then Resize, then Normalize.
+    """
+    if side is None or data.image_shape[1:] == (side, side):
+        return data
+    x = F.interpolate(data.x, size=(side, side), mode="bilinear", align_corners=False, antialias=False)
+    return replace(data, x=x)

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from raydc.batches import shuffled_epoch
+from raydc.batches import shuffled_epoch, trained_count
 from raydc.captured import CapturedStep
 from raydc.clock import TrialClock
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
-from raydc.data import Dataset, load_dataset
+from raydc.data import Dataset, load_dataset, resized
 from raydc.errors import TrialDiverged
 from raydc.fused import fuse
 from raydc.loss_totals import LossTotals
@@ -112,7 +112,8 @@ def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberRe
     report = report or (lambda index, record: None)
     clock = TrialClock()  # the population's wall and clustering time, shared by its members
     device = resolve_device(configs[0].device)
-    data = (dataset or load_dataset(configs[0].data.name, data_dir=configs[0].data.dir)).to(device)
+    data = resized(dataset or load_dataset(configs[0].data.name, data_dir=configs[0].data.dir),
+                   configs[0].resize_side).to(device)
     ids, path = [trial_id(c) for c in configs], checkpoint_path(checkpoint_dir)
     saved = load_population(path, ids, device)
     if saved is not None:
@@ -275,7 +276,7 @@ def _periodic_step(member: Member, record: EpochRecord, stack: StackedModels, ad
     trial = member.trial
     t0 = time.perf_counter()
     trial.periodic_step()  # its torch optimizer never stepped, so only the stacked moments need zeroing
-    if trial.resets_center_momentum():
+    if trial.config.resets_center_momentum:
         adam.zero_moments(row, "centers")
     sync_device(trial.device)
     record.reset_applied = True
@@ -287,12 +288,13 @@ def _train_epoch(members: list[Member], step: CapturedStep, data: Dataset) -> li
     """One epoch of minibatch steps for every member at once; returns each member's mean loss terms."""
     cfg = members[0].trial.config.train
     order, x, x_aug = _epoch_data(members, data)
+    trained = trained_count(data.n, cfg.batch_size, members[0].trial.config.drops_last_batch)
     step.step.totals.zero()
     with training_precision(cfg.precision, members[0].trial.device.type):
-        for start in range(0, data.n, cfg.batch_size):
+        for start in range(0, trained, cfg.batch_size):
             batch = slice(start, start + cfg.batch_size)
             step(x[:, batch], x_aug[:, batch] if x_aug is not None else None, order[:, batch])
-    means = step.step.totals.means(data.n)  # one host sync
+    means = step.step.totals.means(trained)  # one host sync
     return [{name: values[row] for name, values in means.items()} for row in range(len(members))]
 
 

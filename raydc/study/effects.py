@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from raydc.config import RECLUSTERING_MODES, RESETTING_MODES, TrialConfig
+from raydc.config import LEARNABLE_CENTROID_ALGORITHMS, PHI_MODES, RECLUSTERING_MODES, RESETTING_MODES, TrialConfig
 
 # Reclustering modes that compute new centroids with brb.recluster (disentangled uses label means).
 CENTROID_RECLUSTERING_MODES = RECLUSTERING_MODES - {"disentangled"}
-LEARNABLE_CENTROID_ALGORITHMS = ("dec", "idec")
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,9 @@ RULES: dict[str, Rule] = {
     "brb.reset_momentum": Rule(lambda c: c.brb.mode in RECLUSTERING_MODES
                                and c.train.algorithm in LEARNABLE_CENTROID_ALGORITHMS,
                                f"{_modes(RECLUSTERING_MODES)} and train.algorithm is dec or idec"),
+    "brb.reset_init": Rule(lambda c: c.brb.mode in PHI_MODES, _modes(PHI_MODES)),
+    "data.resize": Rule(lambda c: c.affine_style is not None, "data.name is a grayscale dataset"),
+    "train.drop_last": Rule(lambda c: c.train.algorithm != "lfss", "train.algorithm is not lfss"),
     "brb.noise_beta": Rule(lambda c: c.brb.mode == "embedding_noise", "brb.mode is embedding_noise"),
     "train.cluster_weight": Rule(lambda c: c.train.algorithm in ("idec", "dcn"),
                                  "train.algorithm is idec or dcn (DEC trains on the cluster loss alone)"),
