@@ -21,7 +21,7 @@ from raydc.metrics import cluster_acc
 from raydc.report import (GRIDS, MissingDimension, ablation_markdown, ablation_summary, dynamics_curves, final_values,
                           grid_means, sweep_markdown, sweep_summary)
 from raydc.report.ablations import AVERAGE, CAPTION
-from raydc.report.sensitivity import baseline_means
+from raydc.report.sensitivity import baseline_means, grid_failures, plot_sensitivity
 from raydc.store import ResultStore, trial_id
 
 ANALYSIS = Path(__file__).resolve().parents[1] / "analysis"
@@ -195,13 +195,13 @@ def _grid_frame() -> pd.DataFrame:
         if algorithm == "dcn" and seed > 0:
             continue
         rows.append({"data.name": "usps", "train.algorithm": algorithm, "brb.mode": "brb", "brb.alpha": alpha,
-                     "brb.interval": interval, "train.lr": 1e-3, "seed": seed,
+                     "brb.interval": interval, "train.lr": 1e-3, "seed": seed, "status": "finished",
                      "acc": {"dec": 0.6, "dcn": 0.9}[algorithm], "config_id": f"{algorithm}{alpha}{interval}"})
     for algorithm, seed in itertools.product(("dec", "dcn"), range(4)):
         if algorithm == "dcn" and seed > 0:
             continue
         rows.append({"data.name": "usps", "train.algorithm": algorithm, "brb.mode": "baseline", "brb.alpha": 0.8,
-                     "brb.interval": 10, "train.lr": 1e-3, "seed": seed,
+                     "brb.interval": 10, "train.lr": 1e-3, "seed": seed, "status": "finished",
                      "acc": {"dec": 0.5, "dcn": 0.7}[algorithm], "config_id": f"{algorithm}-baseline"})
     return pd.DataFrame(rows)
 
@@ -211,6 +211,35 @@ def test_heatmap_cells_weigh_every_algorithm_equally():
     table = grid_means(trials, GRIDS[0])[1e-3]
     assert np.allclose(table.to_numpy(), 0.75)  # (0.6 + 0.9) / 2, however many seeds each algorithm kept
     assert baseline_means(trials, GRIDS[0], [1e-3])[1e-3] == pytest.approx(0.6)
+
+
+def _diverged_grid() -> pd.DataFrame:
+    """α × T cells of DEC, IDEC and DCN, three seeds each; every DCN seed of (α=0.6, T=5) failed, and one DEC seed
+    of (α=0.8, T=20) was stopped early."""
+    rows = []
+    for alpha, interval, algorithm, seed in itertools.product((0.6, 0.8), (5, 20), ("dec", "idec", "dcn"), range(3)):
+        failed = (alpha, interval, algorithm) == (0.6, 5, "dcn")
+        stopped = (alpha, interval, algorithm, seed) == (0.8, 20, "dec", 0)
+        rows.append({"data.name": "usps", "train.algorithm": algorithm, "brb.mode": "brb", "brb.alpha": alpha,
+                     "brb.interval": interval, "train.lr": 1e-3, "seed": seed,
+                     "status": "failed" if failed else "stopped" if stopped else "finished",
+                     "acc": np.nan if failed else 0.1 if stopped else {"dec": 0.8, "idec": 0.85, "dcn": 0.5}[algorithm],
+                     "config_id": f"{algorithm}{alpha}{interval}"})
+    return pd.DataFrame(rows)
+
+
+def test_a_cell_where_an_algorithm_failed_has_no_mean_and_counts_its_failures():
+    """A mean of DEC and IDEC alone would make the cell where DCN diverged look best."""
+    trials = _diverged_grid()
+    means = grid_means(trials, GRIDS[0])[1e-3]
+    assert means.isna().to_numpy().tolist() == [[True, False], [False, False]]
+    assert means.to_numpy().ravel()[1:] == pytest.approx([(0.8 + 0.85 + 0.5) / 3] * 3)  # the stopped seed left out
+    assert grid_failures(trials, GRIDS[0])[1e-3].to_numpy().tolist() == [[3, 0], [0, 0]]
+    figure = plot_sensitivity(trials, GRIDS[0])
+    assert {"–", "3✗"} <= {text.get_text() for text in figure.axes[0].texts}
+    caption = figure.get_supxlabel()
+    assert "–: an algorithm has no finished trial there" in caption and "n✗: n trials failed" in caption
+    assert "over 3 seeds per configuration" not in caption  # the cell with a stopped seed has two
 
 
 def _lfss_frame(modes=("baseline", "reset")) -> pd.DataFrame:

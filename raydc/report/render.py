@@ -37,6 +37,7 @@ def render_report(study_dir: Path | str, out_dir: Path | str | None = None,
     trials = load_trials(study_dir)
     if trials.empty:
         raise MissingDimension(f"{study_dir}: no finished trials")
+    every_trial = load_trials(study_dir, finished_only=False)  # the heatmaps count failed trials
     epochs = load_epochs(study_dir, trials)
     selflabel_epochs = load_epochs(study_dir, trials, phase="selflabel")
     datasets = sorted(trials["data.name"].unique())
@@ -61,7 +62,7 @@ def render_report(study_dir: Path | str, out_dir: Path | str | None = None,
 
     for grid in GRIDS:
         for dataset in datasets:
-            attempt(f"sensitivity_{grid.name}_{dataset}.png", lambda: plot_sensitivity(trials, grid, dataset))
+            attempt(f"sensitivity_{grid.name}_{dataset}.png", lambda: plot_sensitivity(every_trial, grid, dataset))
     try:
         summaries = {metric: ablation_summary(trials, metric) for metric in TABLE_METRICS}
     except MissingDimension as reason:

@@ -1,6 +1,11 @@
 """Sensitivity heatmaps (the BRB paper's Fig 8/9, ReSL's R × α and R × μ grids): mean metric per
 grid cell, one panel per panel value. As in the paper, a cell weighs every algorithm equally: seeds are
-averaged within each configuration, configurations within each algorithm, then algorithms."""
+averaged within each configuration, configurations within each algorithm, then algorithms.
+
+The functions take trials of every status (load_trials(study, finished_only=False)) so that divergence shows:
+means use finished trials only, a cell in which one of the algorithms has no finished trial has no mean (the
+others alone would not weigh every algorithm equally), and each cell counts its failed (diverged) trials.
+Trials stopped early or crashed count in neither."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,7 +63,7 @@ def grid_trials(trials: pd.DataFrame, grid: Grid) -> pd.DataFrame:
     if absent:
         raise MissingDimension(f"the study has no {absent[0]} column")
     inside = _matching(trials, grid.only)
-    if inside.empty and grid.only is not None:
+    if not _finished(inside).any() and grid.only is not None:
         column, value = grid.only
         raise MissingDimension(f"no finished trial has {column} = {value}")
     for axis in (grid.rows, grid.cols):
@@ -67,12 +72,19 @@ def grid_trials(trials: pd.DataFrame, grid: Grid) -> pd.DataFrame:
     return inside
 
 
+def _finished(trials: pd.DataFrame) -> pd.Series:
+    return trials["status"] == "finished"
+
+
 def balanced_mean(trials: pd.DataFrame, keys: list[str], metric: str) -> pd.Series:
-    """Mean ``metric`` per ``keys``: over seeds per configuration, then configurations per algorithm, then
-    algorithms; an algorithm with more surviving seeds or configurations weighs no more than the others."""
-    per_config = trials.groupby([*keys, "train.algorithm", "config_id"])[metric].mean()
-    per_algorithm = per_config.groupby(level=[*keys, "train.algorithm"]).mean()
-    return per_algorithm.groupby(level=keys).mean()
+    """Mean ``metric`` of the finished trials per ``keys``: over seeds per configuration, then configurations per
+    algorithm, then algorithms; an algorithm with more surviving seeds or configurations weighs no more than the
+    others. NaN where one of the algorithms in ``trials`` has no finished trial."""
+    finished = trials[_finished(trials)]
+    per_config = finished.groupby([*keys, "train.algorithm", "config_id"])[metric].mean()
+    per_algorithm = per_config.groupby(level=[*keys, "train.algorithm"]).mean().unstack("train.algorithm")
+    every_algorithm = per_algorithm.reindex(columns=sorted(trials["train.algorithm"].unique()))
+    return every_algorithm.mean(axis=1, skipna=False)
 
 
 def grid_means(trials: pd.DataFrame, grid: Grid, metric: str = "acc") -> dict[object, pd.DataFrame]:
@@ -82,10 +94,27 @@ def grid_means(trials: pd.DataFrame, grid: Grid, metric: str = "acc") -> dict[ob
     tables = {}
     for value in panels:
         cell = inside if value is None else inside[inside[grid.panels] == value]
-        tables[value] = balanced_mean(cell, [grid.rows, grid.cols], metric).unstack(grid.cols)
-        tables[value] = tables[value].reindex(index=sorted(inside[grid.rows].unique()),
-                                              columns=sorted(inside[grid.cols].unique()))
+        tables[value] = _cells(balanced_mean(cell, [grid.rows, grid.cols], metric), inside, grid)
     return tables
+
+
+def grid_failures(trials: pd.DataFrame, grid: Grid) -> dict[object, pd.DataFrame]:
+    """Panel value → (rows × cols) table of how many trials failed (diverged) in each cell, as grid_means."""
+    inside = grid_trials(trials, grid)
+    failed = inside.assign(failed=inside["status"] == "failed")
+    panels = sorted(inside[grid.panels].unique()) if grid.panels else [None]
+    tables = {}
+    for value in panels:
+        cell = failed if value is None else failed[failed[grid.panels] == value]
+        counts = cell.groupby([grid.rows, grid.cols])["failed"].sum()
+        tables[value] = _cells(counts, inside, grid).fillna(0).astype(int)
+    return tables
+
+
+def _cells(values: pd.Series, inside: pd.DataFrame, grid: Grid) -> pd.DataFrame:
+    """A value per (row, col) as the grid's table, every row and column value of the grid in order."""
+    return values.unstack(grid.cols).reindex(index=sorted(inside[grid.rows].unique()),
+                                             columns=sorted(inside[grid.cols].unique()))
 
 
 def baseline_means(trials: pd.DataFrame, grid: Grid, panels: list[object], metric: str = "acc") -> dict[object, float]:
@@ -93,14 +122,15 @@ def baseline_means(trials: pd.DataFrame, grid: Grid, panels: list[object], metri
     if grid.baseline is None or grid.baseline[0] not in trials.columns:
         return {}
     reference = _matching(trials, grid.baseline)
-    if reference.empty:
+    if not _finished(reference).any():
         return {}
     overall = _overall_mean(reference, metric)
     out = {}
     for value in panels:
         same = reference if value is None else reference[reference[grid.panels] == value]
-        out[value] = _overall_mean(same, metric) if len(same) else overall
-    return out
+        out[value] = _overall_mean(same, metric) if _finished(same).any() else overall
+    # A reference without a finished trial of every algorithm would not weigh them as the cells do.
+    return {value: mean for value, mean in out.items() if pd.notna(mean)}
 
 
 def _overall_mean(trials: pd.DataFrame, metric: str) -> float:
@@ -110,7 +140,7 @@ def _overall_mean(trials: pd.DataFrame, metric: str) -> float:
 
 def _averaged_over(trials: pd.DataFrame) -> str:
     algorithms = "/".join(a.upper() for a in sorted(trials["train.algorithm"].unique(), key=algorithm_rank))
-    seeds = trials.groupby("config_id").size()
+    seeds = trials[_finished(trials)].groupby("config_id").size()
     per_cell = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
     return f"mean over {algorithms} (equal weight), each over {per_cell} seeds per configuration"
 
@@ -119,9 +149,13 @@ def _averaged_over(trials: pd.DataFrame) -> str:
 def plot_sensitivity(trials: pd.DataFrame, grid: Grid = GRIDS[0], dataset: str | None = None,
                      metric: str = "acc") -> Figure:
     """Annotated heatmaps of the mean metric (%) on one dataset, a shared colour scale, and the baseline
-    without resets as reference (panel titles, a line on the colour bar; bold cells beat it)."""
+    without resets as reference (panel titles, a line on the colour bar; bold cells beat it); under a value, the
+    number of the cell's trials that failed.
+
+    ``trials``: load_trials(study, finished_only=False), so that failed trials show."""
     trials = for_dataset(trials, dataset)
     tables = grid_means(trials, grid, metric)
+    failures = grid_failures(trials, grid)
     baselines = baseline_means(trials, grid, list(tables), metric)
     values = np.concatenate([t.to_numpy().ravel() for t in tables.values()] + [np.array(list(baselines.values()))])
     norm = Normalize(vmin=100 * np.nanmin(values), vmax=100 * np.nanmax(values))
@@ -130,7 +164,7 @@ def plot_sensitivity(trials: pd.DataFrame, grid: Grid = GRIDS[0], dataset: str |
     axes = fig.subplots(1, len(tables), squeeze=False, sharey=True)[0]
     for ax, (panel, table) in zip(axes, tables.items()):
         image = ax.imshow(100 * table.to_numpy(), cmap=HEATMAP_CMAP, norm=norm, aspect="auto")
-        _annotate(ax, 100 * table.to_numpy(), norm, 100 * baselines.get(panel, np.inf))
+        _annotate(ax, 100 * table.to_numpy(), failures[panel].to_numpy(), norm, 100 * baselines.get(panel, np.inf))
         ax.set_xticks(range(table.shape[1]), [format_value(v) for v in table.columns])
         ax.set_yticks(range(table.shape[0]), [format_value(v) for v in table.index])
         ax.set_xlabel(_label(grid.cols))
@@ -150,17 +184,28 @@ def plot_sensitivity(trials: pd.DataFrame, grid: Grid = GRIDS[0], dataset: str |
     caption = _averaged_over(grid_trials(trials, grid))
     if baselines:
         caption += "; bold: above the baseline" + (" (dashed on the colour bar)" if single_baseline else "")
+    marks = []
+    if any(t.isna().any().any() for t in tables.values()):
+        marks.append("–: an algorithm has no finished trial there")
+    if any(t.to_numpy().any() for t in failures.values()):
+        marks.append("n✗: n trials failed (diverged), left out of the mean")
+    if marks:
+        caption += "\n" + "; ".join(marks)
     fig.supxlabel(caption, fontsize=9, color="dimgrey")
     return fig
 
 
-def _annotate(ax, values: np.ndarray, norm: Normalize, baseline: float) -> None:
-    """Write each cell's value in a colour readable on its background; '–' for an empty cell."""
+def _annotate(ax, values: np.ndarray, failed: np.ndarray, norm: Normalize, baseline: float) -> None:
+    """Write each cell's value in a colour readable on its background ('–' for a cell without a mean), and
+    'n✗' under it when n of its trials failed."""
     for (i, j), value in np.ndenumerate(values):
-        if np.isnan(value):
-            ax.text(j, i, "–", ha="center", va="center", color="grey")
-            continue
-        dark_cell = norm(value) < 0.55
-        ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=9,
-                color="white" if dark_cell else "black", fontweight="bold" if value > baseline else "normal")
+        empty = np.isnan(value)
+        colour = "grey" if empty else "white" if norm(value) < 0.55 else "black"
+        if empty:
+            ax.text(j, i, "–", ha="center", va="center", color=colour)
+        else:
+            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=9, color=colour,
+                    fontweight="bold" if value > baseline else "normal")
+        if failed[i, j]:
+            ax.text(j, i + 0.3, f"{failed[i, j]}✗", ha="center", va="center", fontsize=7, color=colour)
 
