@@ -210,8 +210,3 @@ class ResultStore:
 
     def epochs(self) -> pa.Table:
         return _read(self.root / EPOCHS_FILE, epochs_schema())
-
-    def finished_ids(self) -> set[str]:
-        t = self.trials()
-        return {tid for tid, s in zip(t.column("trial_id").to_pylist(), t.column("status").to_pylist())
-                if s == "finished"}

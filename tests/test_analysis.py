@@ -270,7 +270,7 @@ def test_sweep_counts_a_missing_setting_as_a_value():
 
 def test_final_values_keep_datasets_and_pretraining_apart_and_take_each_trials_last_epoch():
     rows = []
-    # (trial, dataset, pretrain epochs, last epoch, final ACC): trial b stopped early, at epoch 5.
+    # (trial, dataset, pretrain epochs, last epoch, final ACC): trial b ran fewer epochs, to epoch 5.
     for tid, dataset, pretrain, last, acc in (("a", "digits", 250, 9, 0.8), ("b", "digits", 250, 5, 0.6),
                                               ("c", "usps", 250, 9, 0.3), ("d", "digits", 0, 9, 0.5)):
         for epoch in range(last + 1):

@@ -30,7 +30,8 @@ def dynamics_curves(epochs: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def final_values(epochs: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
     """Mean, std and count of ``metric`` per (dataset, pretraining, algorithm, mode) at each trial's own last
-    evaluated epoch, so trials that stopped early still count."""
+    evaluated epoch, so trials run for different numbers of epochs each count once; the trials are those in
+    ``epochs`` (load_epochs keeps finished trials only)."""
     evaluated = epochs.dropna(subset=[metric])
     last = evaluated.sort_values("epoch").groupby("trial_id").tail(1)
     last = last.assign(pretrained=pretrained(last))
