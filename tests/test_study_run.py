@@ -98,6 +98,22 @@ def test_optuna_runs_n_distinct_trials_and_counts_finished_ones(ray_cluster, tmp
     assert_exact_epochs(out, trials)
 
 
+def test_optuna_with_asha_meets_a_recorded_failed_configuration_again(ray_cluster, tmp_path):
+    from raydc.store import ResultStore
+    from raydc.study.tpe import tpe_search
+
+    raw = tiny_study("optuna-failed", {}, asha={"grace_period": 1, "reduction_factor": 2}, max_failures=0,
+                     resources={"concurrent": 1})
+    raw["search"] = {"kind": "optuna", "n": 2, "space": {"train.lr": [1.0e30]}}  # diverges; suggested twice
+    study = parse_study(raw)
+    out = tmp_path / "optuna-failed"
+    summary = run_study(study, out)  # the second suggestion reports the first one's record to ASHA
+    assert summary.counts == {"failed": 1}
+    search = tpe_search(study, ResultStore(out))  # a rerun's TPE knows the failed configuration
+    search.set_search_properties("acc", "max", {"train.lr": runner.tune.choice([1.0e30])})
+    assert [t.state.name for t in search._ot_study.trials] == ["PRUNED"]
+
+
 def test_two_worker_ray_train_trial_lands_in_the_same_tables(ray_cluster, tmp_path):
     raw = tiny_study("ddp", {}, resources={"cpu": 0.5, "workers": 2})
     out = tmp_path / "ddp"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections import Counter
@@ -72,24 +71,6 @@ def _tune_domain(dim: Dimension) -> Any:
     if dim.kind == "int":
         return tune.randint(int(dim.low), int(dim.high) + 1)  # randint excludes its upper end
     return (tune.loguniform if dim.kind == "loguniform" else tune.uniform)(dim.low, dim.high)
-
-
-def _optuna_search(study: Study, store: ResultStore):
-    """TPE, seeded, told about the configurations this directory already finished."""
-    from ray.tune.search.optuna import OptunaSearch
-
-    points, rewards = [], []
-    for row in store.trials().to_pylist():
-        point = {d.key: row.get(d.key) for d in study.dimensions}
-        value = row.get(study.spec.metric)
-        fits = all(v in d.values if d.kind == "choice" else v is not None and d.low <= v <= d.high
-                   for d, v in zip(study.dimensions, point.values()))
-        if row["status"] == "finished" and fits and value is not None and math.isfinite(value):
-            points.append(point)
-            rewards.append(value)
-    # TPE starts with seeded random draws: a fresh seed per extension keeps it from redrawing finished points.
-    return OptunaSearch(seed=study.spec.search.seed + len(points), points_to_evaluate=points or None,
-                        evaluated_rewards=rewards or None)
 
 
 def _concurrency(study: Study, address: str | None) -> int | None:
@@ -174,12 +155,14 @@ def _run_tune(study: Study, paths: StudyPaths, store: ResultStore, param_space: 
                                                       grace_period=spec.asha.grace_period,
                                                       reduction_factor=spec.asha.reduction_factor)
         optuna = spec.search.kind == "optuna"
+        if optuna:
+            from raydc.study.tpe import tpe_search  # optuna loads for optuna studies only
         concurrency = _concurrency(study, address)  # raises when not one data-parallel trial fits
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(run_trial, setup=setup), trial_resources),
             param_space=param_space,
             tune_config=tune.TuneConfig(
-                metric=spec.metric, mode=spec.mode, search_alg=_optuna_search(study, store) if optuna else None,
+                metric=spec.metric, mode=spec.mode, search_alg=tpe_search(study, store) if optuna else None,
                 scheduler=scheduler, num_samples=to_run if optuna else 1, reuse_actors=True,
                 max_concurrent_trials=concurrency),
             run_config=tune.RunConfig(

@@ -123,8 +123,9 @@ def _recorded_metrics(setup: TrialSetup, tid: str) -> dict[str, Any] | None:
     if not rows or rows[0]["status"] not in DONE_STATUSES:
         return None
     row = rows[0]
-    return {setup.metric: row[setup.metric], "epoch": row["epochs_done"], "progress": 1.0, "trial": tid,
-            "status": row["status"], "recorded": True}
+    value = row[setup.metric]  # None for a trial that failed before its first evaluation
+    return {setup.metric: math.nan if value is None else value, "epoch": row["epochs_done"], "progress": 1.0,
+            "trial": tid, "status": row["status"], "recorded": True}
 
 
 
