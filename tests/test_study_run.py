@@ -308,3 +308,16 @@ def test_data_parallel_trial_that_cannot_fit_on_the_local_ray_is_refused(monkeyp
     with pytest.raises(ConfigError, match=r"resources\.workers: .*2\.01 CPU.*local Ray has 2 CPU"):
         run_study(study, tmp_path / "ddp")  # instead of waiting forever for the second worker
     assert not (tmp_path / "ddp" / "trials.parquet").exists()
+
+
+@pytest.mark.parametrize("resources, field", [
+    ({"cpu": 64}, r"resources\.cpu: a trial needs 64 CPU but the local Ray has 2"),
+    ({"cpu": 4, "population": 2}, r"resources\.cpu: a trial needs 4 CPU"),  # a population is one trial
+    ({"gpu": 2}, r"resources\.gpu: a trial needs 2 GPU but the local Ray has 1"),
+])
+def test_trial_larger_than_the_local_ray_is_refused(monkeypatch, resources, field):
+    monkeypatch.setattr(runner.ray, "cluster_resources", lambda: {"CPU": 2.0, "GPU": 1.0})
+    study = parse_study(tiny_study("big", {"brb.alpha": [0.6, 0.9]}, resources=resources))
+    with pytest.raises(ConfigError, match=field):
+        runner._concurrency(study, None)  # instead of waiting forever for resources that never come
+    assert runner._concurrency(study, "cluster:6379") is None  # a cluster may grow to hold it

@@ -75,11 +75,17 @@ def _tune_domain(dim: Dimension) -> Any:
 
 def _concurrency(study: Study, address: str | None) -> int | None:
     """How many Tune trials may run at once: resources.concurrent, and for data-parallel trials (whose workers Tune
-    does not account for) no more than fit."""
+    does not account for) no more than fit. Raises when not one trial fits on a local Ray."""
     res = study.spec.resources
-    if res.workers == 1:
-        return res.concurrent
     total = ray.cluster_resources()
+    if res.workers == 1:
+        if address is None:  # a local Ray never grows: Tune would wait forever for a trial larger than it
+            for field, kind, need in (("resources.cpu", "CPU", res.cpu), ("resources.gpu", "GPU", res.gpu)):
+                if need > total.get(kind, 0) + 1e-9:
+                    raise ConfigError(field, f"a trial needs {need:g} {kind} but the local Ray has "
+                                             f"{total.get(kind, 0):g}; lower {field}, or join a larger cluster "
+                                             "with --address")
+        return res.concurrent
     # Each trial's launcher holds its own CPU share beside its workers'; Ray Train waits forever for what is missing.
     needs = {"CPU": LAUNCHER_CPU + res.workers * res.cpu, **({"GPU": res.workers * res.gpu} if res.gpu > 0 else {})}
     fits = min(int(total.get(kind, 0) / need + 1e-9) for kind, need in needs.items())
@@ -157,7 +163,7 @@ def _run_tune(study: Study, paths: StudyPaths, store: ResultStore, param_space: 
         optuna = spec.search.kind == "optuna"
         if optuna:
             from raydc.study.tpe import tpe_search  # optuna loads for optuna studies only
-        concurrency = _concurrency(study, address)  # raises when not one data-parallel trial fits
+        concurrency = _concurrency(study, address)  # raises when not one trial fits
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(run_trial, setup=setup), trial_resources),
             param_space=param_space,
