@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
-from raydc.config import ConfigError, TrialConfig, make_config, set_dotted
-from raydc.store import EXECUTION_FIELDS, TRIALS_FILE, ResultStore, config_fields, trial_id
+from raydc.config import EXECUTION_FIELDS, ConfigError, TrialConfig, make_config, set_dotted
+from raydc.store import TRIALS_FILE, ResultStore, config_fields, trial_id
 
 NOT_CONFIGURATION = ("seed", "data.dir", *EXECUTION_FIELDS)
 # Short names for labels in tables and figure legends; other columns keep their dotted name.

@@ -9,7 +9,8 @@
                        cluster_cached (clustering stage shared with a trial that differs only in self-labeling),
                        resolved_device (where it ran; `device` is the requested one), version.* columns.
 <dir>/epochs.parquet   one row per (trial_id, phase, epoch): the EpochRecord fields (raydc.records).
-<dir>/assignments/<trial_id>.npz   final labels (int32) and embedding (float16) of every sample.
+<dir>/assignments/<trial_id>.npz   final labels (int32) and embedding of every sample (float16, standardised
+                       per dimension, with the float32 mean and std that restore it).
 <dir>/scores.parquet   written by `raydc select`: one row per finished trial, its label metrics and label-free scores.
 <dir>/selection.parquet   written by `raydc select`: one row per (dataset, criterion), the pick, oracle and regret.
 
@@ -198,12 +199,23 @@ class ResultStore:
     def save_assignments(self, tid: str, record: TrialRecord) -> None:
         if record.labels is None:
             return
+        # float16 keeps 11 significant bits: standardised per dimension first, its grid stays far finer than the
+        # embedding's spread (MDL codes at 1/100 of a standard deviation) however far from the origin it sits.
+        embedding = record.embedding.astype(np.float32)
+        mean, std = embedding.mean(0), embedding.std(0)
+        std[std == 0] = 1.0
         with atomic_path(self.root / ASSIGNMENTS_DIR / f"{tid}.npz") as temp, open(temp, "wb") as fh:
-            np.savez_compressed(fh, labels=record.labels, embedding=record.embedding.astype(np.float16))
+            np.savez_compressed(fh, labels=record.labels, embedding_z=((embedding - mean) / std).astype(np.float16),
+                                embedding_mean=mean, embedding_std=std)
 
     def load_assignments(self, tid: str) -> dict[str, np.ndarray]:
+        """{"labels", "embedding" (float32; float16 in files written before standardised storage)}."""
         with np.load(self.root / ASSIGNMENTS_DIR / f"{tid}.npz") as npz:
-            return {k: npz[k] for k in npz.files}
+            saved = {k: npz[k] for k in npz.files}
+        if "embedding_z" in saved:
+            z, mean, std = saved.pop("embedding_z"), saved.pop("embedding_mean"), saved.pop("embedding_std")
+            saved["embedding"] = z.astype(np.float32) * std + mean
+        return saved
 
     def trials(self) -> pa.Table:
         return _read(self.root / TRIALS_FILE, trials_schema())

@@ -1,6 +1,8 @@
 """The Parquet contract: schema, upsert without duplicates, tolerance of older files."""
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from raydc.config import flatten, make_config
 from raydc.records import EpochRecord, TrialRecord
@@ -52,3 +54,18 @@ def test_trial_row_records_where_it_ran(tmp_path):
     store.append([trial_row(trial_id(config), record)])
     table = store.trials()
     assert table.column("resolved_device").to_pylist() == ["cuda:0"] and table.column("device").to_pylist() == ["auto"]
+
+
+def test_a_saved_embedding_keeps_its_mdl_wherever_it_sits(tmp_path):
+    from raydc.mdl import mdl_cost
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 5000)
+    centres = rng.normal(size=(10, 10)) * 5
+    # Tight clusters far from the origin: float16 of the raw values would be spaced 0.125 apart here.
+    embedding = (200 + centres[labels] + 0.05 * rng.normal(size=(5000, 10))).astype(np.float32)
+    store = ResultStore(tmp_path)
+    store.save_assignments("t", TrialRecord(config={}, status="finished", labels=labels, embedding=embedding))
+    saved = store.load_assignments("t")
+    assert saved["embedding"].dtype == np.float32 and np.array_equal(saved["labels"], labels)
+    assert mdl_cost(saved["embedding"], labels) == pytest.approx(mdl_cost(embedding, labels), rel=1e-3)
+    assert np.abs(saved["embedding"] - embedding).max() < 0.01
