@@ -31,7 +31,8 @@ def run_one(job: tuple[str, str, int, argparse.Namespace]) -> tuple[str, str, in
     from raydc.data import load_dataset
     from raydc.train import fit
 
-    config = {"seed": seed, "device": args.device, "data": {"name": args.dataset, "affine": args.affine},
+    config = {"seed": seed, "device": args.device,
+              "data": {"name": args.dataset, "affine": args.affine, "resize": args.resize},
               "pretrain": {"epochs": args.pretrain_epochs},
               "train": {"algorithm": algorithm, "epochs": args.epochs, "precision": args.precision,
                         "dcn_update": args.dcn_update, "compile": args.compile},
@@ -59,6 +60,8 @@ def main() -> None:
     parser.add_argument("--dcn-update", default="epoch", choices=["epoch", "step"], help="train.dcn_update")
     parser.add_argument("--compile", action="store_true", help="train.compile: the fused step's fidelity")
     parser.add_argument("--affine", default="torchvision", choices=["torchvision", "smooth"], help="data.affine")
+    parser.add_argument("--resize", type=lambda v: None if v == "none" else int(v), default=28,
+                        help="data.resize (none = native size)")
     args = parser.parse_args()
     jobs = [(a, m, s, args) for a, m, s in itertools.product(args.algorithms, ["baseline", "brb"], args.seeds)]
     started = time.perf_counter()
@@ -75,6 +78,7 @@ def main() -> None:
     device = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     print(f"\n{args.dataset}, pretrain {args.pretrain_epochs} epochs, {args.epochs} clustering epochs, "
           f"α 0.8, T 20, lr 1e-3, DCN update {args.dcn_update}, compiled {args.compile}, affine {args.affine}, "
+          f"resize {args.resize}, "
           f"seeds {args.seeds}, device {device}, wall {wall:.0f}s")
     print(f"{'variant':<12} {'ACC':>14} {'paper':>7} {'NMI':>14} {'paper':>7} {'ARI':>14} {'k-means ACC':>14} "
           f"{'empty':>6} {'failed':>6} {'s/trial':>8}")
