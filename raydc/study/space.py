@@ -61,6 +61,8 @@ def parse_dimension(key: str, raw: Any) -> Dimension:
             and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)):
         raise ConfigError(field, f"{kind} needs [low, high] as two numbers")
     low, high = bounds
+    if not all(math.isfinite(b) for b in bounds):  # NaN also slips past every comparison below
+        raise ConfigError(field, f"{kind} needs finite bounds, got [{low}, {high}]")
     if kind == "int" and not all(isinstance(b, int) for b in bounds):
         raise ConfigError(field, "int bounds must be integers")
     if (high < low) if kind == "int" else (high <= low):

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from raydc.config import ConfigError, TrialConfig, flatten, holds_int, make_config
 from raydc.data import DatasetUnavailable, check_available, dataset_names
@@ -56,9 +56,9 @@ class _Strict(BaseModel):
 class SearchSpec(_Strict):
     kind: Literal["grid", "random", "optuna"] = "grid"
     space: dict[str, Any] = Field(default_factory=dict)
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[StrictInt] = Field(default_factory=lambda: [0])  # strict: `true` is no seed 1
     n: int | None = Field(default=None, ge=1)
-    seed: int = Field(default=0, ge=0)
+    seed: StrictInt = Field(default=0, ge=0)
 
     @field_validator("seeds")
     @classmethod
