@@ -124,6 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.study is None and not (args.resume and args.out):
         raise ConfigError("study", "give a study file, or --resume --out DIR to continue the study stored there")
     out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError("--out", f"{out} is a file; give a directory for the study")
     if args.resume and not (out is not None and (out / "study.yaml").exists()):
         raise ConfigError("--resume", f"{out} holds no study to resume" if out else "needs --out DIR")
     study = load_study(args.study or out / "study.yaml", datasets=args.dataset)

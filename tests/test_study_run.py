@@ -308,6 +308,7 @@ def test_data_parallel_trial_that_cannot_fit_on_the_local_ray_is_refused(monkeyp
     with pytest.raises(ConfigError, match=r"resources\.workers: .*2\.01 CPU.*local Ray has 2 CPU"):
         run_study(study, tmp_path / "ddp")  # instead of waiting forever for the second worker
     assert not (tmp_path / "ddp" / "trials.parquet").exists()
+    assert not (tmp_path / "ddp" / "study.yaml").exists()  # which --resume would take for a study to continue
 
 
 @pytest.mark.parametrize("resources, field", [

@@ -122,6 +122,15 @@ def test_resume_needs_a_study_directory(tmp_path, capsys):
     assert "study: give a study file" in capsys.readouterr().err
 
 
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(VALID))
+    taken = tmp_path / "taken"
+    taken.write_text("not a directory")
+    assert main(["run", str(path), "--out", str(taken)]) == EXIT_INVALID
+    assert "--out: " in capsys.readouterr().err and taken.read_text() == "not a directory"
+
+
 def test_dataset_option_replaces_the_files_datasets():
     study = parse_study(_with(datasets=None, dataset="digits"), datasets=["usps", "optdigits"])
     assert study.dataset_field() == ("datasets", ["usps", "optdigits"])

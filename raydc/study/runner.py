@@ -35,13 +35,16 @@ class RunSummary:
     elapsed_s: float
 
 
-def prepare_directory(study: Study, paths: StudyPaths) -> None:
-    """Create the study directory, refuse one that holds another study, and write the resolved spec."""
-    paths.root.mkdir(parents=True, exist_ok=True)
+def check_directory(study: Study, paths: StudyPaths) -> None:
+    """Refuse a study directory that holds the results of another study."""
     if paths.spec_file.exists():
         previous = (yaml.safe_load(paths.spec_file.read_text()) or {}).get("name")
         if previous != study.spec.name:
             raise ConfigError("name", f"{paths.root} holds the results of study {previous!r}; choose another --out")
+
+
+def write_spec(study: Study, paths: StudyPaths) -> None:
+    paths.root.mkdir(parents=True, exist_ok=True)
     tmp = paths.spec_file.with_suffix(".yaml.tmp")
     tmp.write_text(dump_spec(study.spec))
     os.replace(tmp, paths.spec_file)
@@ -112,7 +115,7 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
         raise ConfigError("resources.gpu", "this machine has no GPU; set resources.gpu: 0 to run the study on "
                                            "CPU, or join a GPU cluster with --address")
     paths = StudyPaths.at(out, spec.pretrain_cache)
-    prepare_directory(study, paths)
+    check_directory(study, paths)
     store = ResultStore(paths.root)
     done = done_ids(store)
     for tid in done:
@@ -132,8 +135,15 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
         param_space = {"population": tune.grid_search([encode(g) for g in groups])}
         print(f"as {len(groups)} populations of up to {spec.resources.population} trials", flush=True)
         to_run = len(groups)
-    if to_run > 0:
-        _run_tune(study, paths, store, param_space, to_run, address)
+    started_ray = connect(address) if to_run > 0 else False
+    try:
+        concurrency = _concurrency(study, address) if to_run > 0 else None  # raises when not one trial fits
+        write_spec(study, paths)  # only after every check: --resume continues any directory with a spec
+        if to_run > 0:
+            _run_tune(study, paths, store, param_space, to_run, concurrency)
+    finally:
+        if started_ray:
+            ray.shutdown()
     for tid in done_ids(store) - done:
         discard_scratch(paths, tid)
     counts = dict(Counter(store.trials().column("status").to_pylist()))
@@ -143,42 +153,36 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
 
 
 def _run_tune(study: Study, paths: StudyPaths, store: ResultStore, param_space: dict[str, Any], to_run: int,
-              address: str | None) -> None:
+              concurrency: int | None) -> None:
     spec = study.spec
     res = spec.resources
     setup = TrialSetup(paths=paths, planned={t.trial_id: t.values for t in study.trials}, base=study.base,
                        seed=spec.search.seeds[0], metric=spec.metric, mode=spec.mode,
                        checkpoint_every=spec.checkpoint_every,
                        resources=res, max_failures=spec.max_failures)
-    started_ray = connect(address)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the progress line replaces Tune's tables
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
-    try:
-        trial_resources = {"cpu": res.cpu, "gpu": res.gpu} if res.workers == 1 else {"cpu": LAUNCHER_CPU}
-        scheduler = None
-        if spec.asha is not None:
-            scheduler = tune.schedulers.ASHAScheduler(time_attr="epoch", max_t=study.max_epochs,
-                                                      grace_period=spec.asha.grace_period,
-                                                      reduction_factor=spec.asha.reduction_factor)
-        optuna = spec.search.kind == "optuna"
-        if optuna:
-            from raydc.study.tpe import tpe_search  # optuna loads for optuna studies only
-        concurrency = _concurrency(study, address)  # raises when not one trial fits
-        tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(run_trial, setup=setup), trial_resources),
-            param_space=param_space,
-            tune_config=tune.TuneConfig(
-                metric=spec.metric, mode=spec.mode, search_alg=tpe_search(study, store) if optuna else None,
-                scheduler=scheduler, num_samples=to_run if optuna else 1, reuse_actors=True,
-                max_concurrent_trials=concurrency),
-            run_config=tune.RunConfig(
-                name=time.strftime("tune-%Y%m%d-%H%M%S"), storage_path=str(paths.ray_dir), verbose=0,
-                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                callbacks=[UnfinishedTrials(setup, early_stopping=scheduler is not None),
-                           ProgressLine(to_run, spec.metric, spec.mode)]),
-        )
-        tuner.fit()
-    finally:
-        if started_ray:
-            ray.shutdown()
+    trial_resources = {"cpu": res.cpu, "gpu": res.gpu} if res.workers == 1 else {"cpu": LAUNCHER_CPU}
+    scheduler = None
+    if spec.asha is not None:
+        scheduler = tune.schedulers.ASHAScheduler(time_attr="epoch", max_t=study.max_epochs,
+                                                  grace_period=spec.asha.grace_period,
+                                                  reduction_factor=spec.asha.reduction_factor)
+    optuna = spec.search.kind == "optuna"
+    if optuna:
+        from raydc.study.tpe import tpe_search  # optuna loads for optuna studies only
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(run_trial, setup=setup), trial_resources),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=spec.metric, mode=spec.mode, search_alg=tpe_search(study, store) if optuna else None,
+            scheduler=scheduler, num_samples=to_run if optuna else 1, reuse_actors=True,
+            max_concurrent_trials=concurrency),
+        run_config=tune.RunConfig(
+            name=time.strftime("tune-%Y%m%d-%H%M%S"), storage_path=str(paths.ray_dir), verbose=0,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            callbacks=[UnfinishedTrials(setup, early_stopping=scheduler is not None),
+                       ProgressLine(to_run, spec.metric, spec.mode)]),
+    )
+    tuner.fit()
 
