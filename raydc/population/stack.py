@@ -122,7 +122,8 @@ class _BiasAfterProduct(nn.Linear):
     bias in each direction; the arithmetic is the same."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.weight.T + self.bias
+        out = x @ self.weight.T
+        return out + self.bias.to(out.dtype)  # a float32 bias would promote bf16 autocast output; F.linear keeps bf16
 
 
 def _vmap_template(model: CentroidModel) -> CentroidModel:
