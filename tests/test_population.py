@@ -107,6 +107,8 @@ def test_diverging_member_fails_alone(digits, cache):
     results, together = _together(configs, digits, cache)
     assert results[1].status == "failed" and "non-finite" in results[1].error
     assert len(together[1]) < 6  # no epochs reported after it diverged
+    assert results[1].wall_time_s < together[0][len(together[1])].elapsed_s  # its clock stopped when it failed
+    assert results[1].cluster_time_s < results[0].cluster_time_s
     for i in (0, 2):
         assert results[i].status == "finished", results[i].error
         assert len(together[i]) == 6 and math.isfinite(results[i].final["loss"])
@@ -144,6 +146,7 @@ def test_a_crashed_population_resumes_from_its_checkpoint(digits, cache, tmp_pat
     results = fit_population(configs, lambda i, r: resumed[i].append(r), dataset=digits, pretrain_cache=cache,
                              checkpoint_dir=tmp_path)
     assert results[1].status == "failed" and results[1].error == reference[1].error and not resumed[1]
+    assert 0 < results[1].wall_time_s < saved_elapsed[0]  # stamped when it failed, kept by the checkpoint
     for i in (0, 2):
         assert [(r.phase, r.epoch) for r in resumed[i]] == [("cluster", 4), ("cluster", 5)]  # no pretraining again
         assert [r.loss for r in resumed[i]] == [r.loss for r in _cluster_records(uninterrupted[i])[4:]]

@@ -15,7 +15,9 @@ from raydc.population.stack import StackedAdam
 from raydc.records import TrialRecord
 
 CHECKPOINT_FILE = "population.pt"
-RESULT_FIELDS = ("status", "error", "pretrain_cached", "pretrain_time_s", "reset_time_s", "epochs_done")
+# a failed member's times were stamped when it failed; a running member's are stamped again at its end
+RESULT_FIELDS = ("status", "error", "pretrain_cached", "pretrain_time_s", "reset_time_s", "epochs_done",
+                 "cluster_time_s", "wall_time_s")
 
 
 def checkpoint_path(directory: Path | str | None) -> Path | None:

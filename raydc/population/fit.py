@@ -105,7 +105,7 @@ def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberRe
     centroids go non-finite is recorded as failed and the others go on. With checkpoint_dir, the population is saved
     every checkpoint_every clustering epochs and a checkpoint of the same members there is resumed: only the epochs
     after it run and are reported. Timings of the clustering stage (cluster_time_s, wall_time_s,
-    EpochRecord.time_s) are the population's, shared by its members.
+    EpochRecord.time_s) are the population's, shared by its members up to each one's end.
     """
     configs = [c if isinstance(c, TrialConfig) else make_config(c) for c in configs]
     check_stackable(configs)
@@ -131,14 +131,18 @@ def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberRe
                 save_population(path, ids, epoch, members, adam, clock.state_dict())
 
         with clock.stage("cluster_time_s"):
-            _cluster_stage(alive, data, clock.elapsed, save, saved)
+            _cluster_stage(alive, data, clock, save, saved)
         for member in alive:
-            member.result.cluster_time_s = clock.spent["cluster_time_s"]
             if member.result.status == "running":
                 _finish(member, data)
-    for member in members:
-        member.result.wall_time_s = clock.elapsed()
+                _stamp_times(member.result, clock)
     return [m.result for m in members]
+
+
+def _stamp_times(result: TrialRecord, clock: TrialClock) -> None:
+    """The population's times so far: a member's own end, whether it finishes or fails."""
+    totals = clock.state_dict()
+    result.cluster_time_s, result.wall_time_s = totals["cluster_time_s"], totals["wall_time_s"]
 
 
 def _restore(index: int, config: TrialConfig, saved: dict[str, Any], data: Dataset, device: torch.device,
@@ -163,11 +167,12 @@ def _prepare(index: int, config: TrialConfig, data: Dataset, device: torch.devic
         result.pretrain_cached = pretrain_and_init(trial, cache, member.report, elapsed)
     except TrialDiverged as exc:
         result.status, result.error = "failed", str(exc)
+        result.wall_time_s = elapsed()
     result.pretrain_time_s = time.perf_counter() - t0
     return member
 
 
-def _cluster_stage(members: list[Member], data: Dataset, elapsed: Callable[[], float],
+def _cluster_stage(members: list[Member], data: Dataset, clock: TrialClock,
                    save: Callable[[int, StackedAdam], None], saved: dict[str, Any] | None) -> None:
     """Clustering epochs of every member in lock step, after the saved epoch if resuming; diverged members leave the
     stack at the end of an epoch."""
@@ -187,6 +192,8 @@ def _cluster_stage(members: list[Member], data: Dataset, elapsed: Callable[[], f
         z = _sweep_centers(members, stack, move, data) if move is not None else None
         kept = _record_losses(members, records, losses, stack, epoch)
         if len(kept) < len(members):
+            for row in set(range(len(members))) - set(kept):
+                _stamp_times(members[row].result, clock)
             members, records = [members[r] for r in kept], [records[r] for r in kept]
             stack.keep(kept, [m.trial.model for m in members])
             adam.keep(kept)
@@ -198,7 +205,7 @@ def _cluster_stage(members: list[Member], data: Dataset, elapsed: Callable[[], f
             _evaluate(members, records, stack, data, last, z)
         for member, record in zip(members, records):
             record.time_s = time.perf_counter() - t_epoch
-            record.elapsed_s = elapsed()
+            record.elapsed_s = clock.elapsed()
             member.report(record)
             if last:
                 member.final = record
