@@ -260,7 +260,7 @@ class _FailedTrial:
 def _setup(study, out, checkpoint_every=3) -> TrialSetup:
     return TrialSetup(paths=StudyPaths.at(out), planned={t.trial_id: t.values for t in study.trials},
                       base=study.base, seed=0, metric="acc", mode="max", checkpoint_every=checkpoint_every,
-                      resources=study.spec.resources, max_failures=0)
+                      resources=study.spec.resources)
 
 
 def test_error_trial_is_recorded_with_its_error_and_the_settings_it_ran_with(tmp_path):

@@ -39,7 +39,6 @@ class TrialSetup:
     mode: str                           # max | min: which member's final value the population reports
     checkpoint_every: int
     resources: ResourcesSpec
-    max_failures: int
 
     def resolve(self, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """(trial id, config values) of a Tune trial's parameters."""
@@ -126,8 +125,6 @@ def _recorded_metrics(setup: TrialSetup, tid: str) -> dict[str, Any] | None:
     value = row[setup.metric]  # None for a trial that failed before its first evaluation
     return {setup.metric: math.nan if value is None else value, "epoch": row["epochs_done"], "progress": 1.0,
             "trial": tid, "status": row["status"], "recorded": True}
-
-
 
 
 def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
