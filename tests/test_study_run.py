@@ -180,6 +180,22 @@ def test_population_that_exhausts_its_retries_records_every_member_then_reruns(r
     assert_exact_epochs(out, rows(out, "trials"))
 
 
+def test_population_member_that_diverged_stays_failed_when_its_population_crashes(ray_cluster, tmp_path):
+    raw = tiny_study("population-failed", {"train.lr": [1.0e-3, 1.0e30]}, checkpoint_every=2, max_failures=0,
+                     resources={"population": 2})
+    raw["base"]["train"]["epochs"] = 4
+    out = tmp_path / "population-failed"
+    out.mkdir()
+    (out / MARKER).write_text("cluster 2")  # the population dies after the diverged member left it
+    summary = run_study(parse_study(raw), out)
+    assert summary.counts == {"error": 1, "failed": 1}
+    failed = next(t for t in rows(out, "trials") if t["status"] == "failed")
+    assert failed["train.lr"] == 1.0e30 and "non-finite" in failed["error"]
+    summary = run_study(parse_study(raw), out)  # a rerun trains only the member that crashed
+    assert summary.launched == 1 and summary.counts == {"failed": 1, "finished": 1}
+    assert next(t for t in rows(out, "trials") if t["status"] == "failed") == failed
+
+
 def test_killed_driver_then_resume_gives_exact_rows(ray_cluster, tmp_path):
     raw = tiny_study("killed", {"train.algorithm": ["dec", "idec", "dcn"]}, seeds=(0, 1))
     raw["base"]["train"]["epochs"] = 6

@@ -41,6 +41,7 @@ from raydc.train import kmeans_scores, pretrain_and_init, resolve_device, sync_d
 from raydc.trial import Trial
 
 MemberReport = Callable[[int, EpochRecord], None]
+MemberFailure = Callable[[int, TrialRecord], None]
 VARYING_FIELDS = ("seed", "brb.alpha", "brb.interval", "train.lr")
 POPULATION_MODES = ("baseline", "brb", "recluster", "reset")
 
@@ -87,17 +88,20 @@ def _shared_fields(config: TrialConfig) -> dict[str, Any]:
 class Member:
     """One trial of the population: its Trial (for setup, resets and scoring), its record and its report."""
 
-    def __init__(self, index: int, trial: Trial, result: TrialRecord, report: MemberReport):
+    def __init__(self, index: int, trial: Trial, result: TrialRecord, report: MemberReport,
+                 on_failure: MemberFailure):
         self.trial = trial
         self.result = result
         self.report = lambda record: report(index, record)
+        self.failed = lambda: on_failure(index, result)
         self.embedding: torch.Tensor | None = None
         self.final: EpochRecord | None = None
 
 
 def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberReport | None = None, *,
                    dataset: Dataset | None = None, pretrain_cache: Path | str | None = None,
-                   checkpoint_dir: Path | str | None = None) -> list[TrialRecord]:
+                   checkpoint_dir: Path | str | None = None,
+                   on_failure: MemberFailure | None = None) -> list[TrialRecord]:
     """Run every config as one stacked model; returns one TrialRecord per config, in order.
 
     report(member_index, record) is called for every member epoch (pretraining, then clustering). Members with the
@@ -105,11 +109,13 @@ def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberRe
     centroids go non-finite is recorded as failed and the others go on. With checkpoint_dir, the population is saved
     every checkpoint_every clustering epochs and a checkpoint of the same members there is resumed: only the epochs
     after it run and are reported. Timings of the clustering stage (cluster_time_s, wall_time_s,
-    EpochRecord.time_s) are the population's, shared by its members up to each one's end.
+    EpochRecord.time_s) are the population's, shared by its members up to each one's end. on_failure(member_index,
+    record) is called once, as a member fails, so a caller can keep its outcome should the population crash later.
     """
     configs = [c if isinstance(c, TrialConfig) else make_config(c) for c in configs]
     check_stackable(configs)
     report = report or (lambda index, record: None)
+    on_failure = on_failure or (lambda index, record: None)
     clock = TrialClock()  # the population's wall and clustering time, shared by its members
     device = resolve_device(configs[0].device)
     data = resized(dataset or load_dataset(configs[0].data.name, data_dir=configs[0].data.dir),
@@ -119,11 +125,12 @@ def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberRe
     if saved is not None:
         if "clock" in saved:  # checkpoints written before the clock was kept start their totals from zero
             clock.load_state_dict(saved["clock"])
-        members = [_restore(i, c, s, data, device, report) for i, (c, s) in enumerate(zip(configs, saved["members"]))]
+        members = [_restore(i, c, s, data, device, report, on_failure)
+                   for i, (c, s) in enumerate(zip(configs, saved["members"]))]
     else:
         with tempfile.TemporaryDirectory() as scratch:
             cache = Path(pretrain_cache) if pretrain_cache is not None else Path(scratch)
-            members = [_prepare(i, c, data, device, cache, report, clock.elapsed) for i, c in enumerate(configs)]
+            members = [_prepare(i, c, data, device, cache, report, on_failure, clock) for i, c in enumerate(configs)]
     alive = [m for m in members if m.result.status == "running"]
     if alive:
         def save(epoch: int, adam: StackedAdam) -> None:
@@ -145,30 +152,36 @@ def _stamp_times(result: TrialRecord, clock: TrialClock) -> None:
     result.cluster_time_s, result.wall_time_s = totals["cluster_time_s"], totals["wall_time_s"]
 
 
+def _fail(member: Member, clock: TrialClock) -> None:
+    _stamp_times(member.result, clock)
+    member.failed()
+
+
 def _restore(index: int, config: TrialConfig, saved: dict[str, Any], data: Dataset, device: torch.device,
-             report: MemberReport) -> Member:
+             report: MemberReport, on_failure: MemberFailure) -> Member:
     """The member as a checkpoint left it: its trial state (pretraining and k-means done) and its outcome so far."""
     result = TrialRecord(config=flatten(config), status="running", device=str(device), versions=versions())
     restore_result(result, saved)
     trial = Trial(config, data, device)
     if saved["trial"] is not None:
         trial.load_state_dict(saved["trial"])
-    return Member(index, trial, result, report)
+    return Member(index, trial, result, report, on_failure)
 
 
 def _prepare(index: int, config: TrialConfig, data: Dataset, device: torch.device, cache: Path,
-             report: MemberReport, elapsed: Callable[[], float]) -> Member:
+             report: MemberReport, on_failure: MemberFailure, clock: TrialClock) -> Member:
     """The member's Trial, pretrained (or from the cache) and with its initial k-means, as fit() builds it."""
     result = TrialRecord(config=flatten(config), status="running", device=str(device), versions=versions())
     trial = Trial(config, data, device)
-    member = Member(index, trial, result, report)
+    member = Member(index, trial, result, report, on_failure)
     t0 = time.perf_counter()
     try:
-        result.pretrain_cached = pretrain_and_init(trial, cache, member.report, elapsed)
+        result.pretrain_cached = pretrain_and_init(trial, cache, member.report, clock.elapsed)
     except TrialDiverged as exc:
         result.status, result.error = "failed", str(exc)
-        result.wall_time_s = elapsed()
     result.pretrain_time_s = time.perf_counter() - t0
+    if result.status == "failed":
+        _fail(member, clock)
     return member
 
 
@@ -193,7 +206,7 @@ def _cluster_stage(members: list[Member], data: Dataset, clock: TrialClock,
         kept = _record_losses(members, records, losses, stack, epoch)
         if len(kept) < len(members):
             for row in set(range(len(members))) - set(kept):
-                _stamp_times(members[row].result, clock)
+                _fail(members[row], clock)
             members, records = [members[r] for r in kept], [records[r] for r in kept]
             stack.keep(kept, [m.trial.model for m in members])
             adam.keep(kept)

@@ -14,7 +14,7 @@ from ray import tune
 
 from raydc.atomic import exclusive
 from raydc.config import TrialConfig, make_config
-from raydc.records import EpochRecord
+from raydc.records import EpochRecord, TrialRecord
 from raydc.store import ResultStore, epoch_row, trial_id
 from raydc.study.faults import crash_if_requested
 from raydc.study.journal import EpochJournal
@@ -169,11 +169,19 @@ def execute_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSe
     reporters = [EpochReporter(tid, setup, config, EpochJournal(setup.paths.journal_file(tid)),
                                forward if row == 0 else _ignore)
                  for row, ((tid, _), config) in enumerate(zip(members, configs))]
+    recorded: set[str] = set()
+
+    def record_failure(row: int, record: TrialRecord) -> None:  # now: the population may crash before it ends
+        record_trial(setup.paths, members[row][0], record)
+        recorded.add(members[row][0])
+
     records = fit_population(configs, lambda row, record: reporters[row](record),
                              dataset=_dataset(configs[0].data.name, configs[0].data.dir),
-                             pretrain_cache=setup.paths.pretrain_cache, checkpoint_dir=checkpoints)
+                             pretrain_cache=setup.paths.pretrain_cache, checkpoint_dir=checkpoints,
+                             on_failure=record_failure)
     for (tid, _), record in zip(members, records):
-        record_trial(setup.paths, tid, record)
+        if tid not in recorded:
+            record_trial(setup.paths, tid, record)
     shutil.rmtree(checkpoints, ignore_errors=True)
     finals = [r.final.get(setup.metric, math.nan) for r in records if r.status == "finished"]
     finals = [v for v in finals if math.isfinite(v)]
