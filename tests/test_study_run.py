@@ -162,6 +162,29 @@ def test_killed_population_resumes_from_its_checkpoint(ray_cluster, tmp_path):
         assert elapsed[0] < elapsed[1] < elapsed[2] < elapsed[3] < trial["wall_time_s"]  # the clock went on
 
 
+def test_interrupted_population_resumes_its_checkpoint_after_the_grid_grows(ray_cluster, tmp_path):
+    import shutil
+
+    raw = tiny_study("population-grows", {"brb.alpha": [0.6, 0.9]}, checkpoint_every=2, max_failures=0,
+                     resources={"population": 2})
+    raw["base"]["train"]["epochs"] = 4
+    out = tmp_path / "population-grows"
+    out.mkdir()
+    (out / MARKER).write_text("cluster 2")  # dies after epoch 2; the checkpoint holds epochs 0-1
+    assert run_study(parse_study(raw), out).counts == {"error": 2}
+    interrupted = {t["trial_id"] for t in rows(out, "trials")}
+    (checkpoint,) = (out / "checkpoints").glob("population-*")
+    shutil.copytree(checkpoint, checkpoint.with_name("population-stale"))  # as a kill while recording leaves one
+    raw["search"]["space"]["brb.alpha"] = [0.7, 0.6, 0.9]  # a new α, planned first
+    summary = run_study(parse_study(raw), out)
+    assert summary.launched == 2 and summary.counts == {"finished": 3}
+    trials = rows(out, "trials")
+    assert_exact_epochs(out, trials)
+    # resumed from the checkpoint, which kept their first run's pretraining (a fresh start finds both cached)
+    assert sorted(t["pretrain_cached"] for t in trials if t["trial_id"] in interrupted) == [False, True]
+    assert not list((out / "checkpoints").glob("population-*"))  # the stale one too: its members are recorded
+
+
 def test_population_that_exhausts_its_retries_records_every_member_then_reruns(ray_cluster, tmp_path):
     raw = tiny_study("population-error", {"brb.alpha": [0.6, 0.9]}, checkpoint_every=2, max_failures=0,
                      resources={"population": 2})

@@ -239,7 +239,7 @@ def test_populations_group_stackable_trials_in_planned_order():
     assert sorted(len(g) for g in groups) == [2, 2, 4, 4] and sorted(sum(groups, [])) == sorted(planned)
     for group in groups:  # members differ only in what a population varies
         assert len({planned[t]["train"]["algorithm"] for t in group}) == 1
-        assert decode(encode(group)) == group
+        assert decode(encode("population-1", group)) == ("population-1", group)
     lfss = {**planned[groups[0][0]], "train": {"algorithm": "lfss", "epochs": 5}}
     alone = group_trials({**planned, "lfss": lfss}, ["lfss", *groups[0][:2]], 4)
     assert alone == [["lfss"], groups[0][:2]]  # population mode cannot run LFSS: it trains on its own
@@ -247,3 +247,19 @@ def test_populations_group_stackable_trials_in_planned_order():
     raw["resources"] = {"population": 4}
     plan = describe_plan(parse_study(raw), None)
     assert "per population of up to 4 trials" in plan and "as 4 populations (one stacked model each; sizes 4, 2)" in plan
+
+
+def test_populations_resume_their_checkpoints_before_new_ones_form():
+    from raydc.study.populations import plan_populations, population_id
+
+    study = parse_study(_with(search__space={"brb.alpha": [0.6, 0.7, 0.8, 0.9]}, search__seeds=[0, 1],
+                              base={"train": {"epochs": 5}}))
+    planned = {t.trial_id: t.values for t in study.trials}
+    a, b, c, d, e, f, g, h = planned
+    saved = {"population-x": [c, d, a], "population-y": [f, g, h, b], "population-z": [e]}
+    pending = [a, b, c, d, g, h]  # e and f are recorded
+    plan = plan_populations(planned, pending, 3, saved)
+    # x resumes whole, in its checkpoint's order; y with its pending members; z has none left
+    assert plan == [("population-x", [c, d, a]), ("population-y", [g, h, b])]
+    plan = plan_populations(planned, pending, 2, saved)  # checkpoints larger than the study now allows start over
+    assert plan == [(population_id(group), group) for group in ([a, b], [c, d], [g, h])]

@@ -38,11 +38,28 @@ def save_population(path: Path, ids: list[str], epoch: int, members: list[Any], 
 
 
 def load_population(path: Path | None, ids: list[str], device: torch.device) -> dict[str, Any] | None:
-    """The saved state of exactly these members, or None (no checkpoint, or one of another population)."""
+    """The saved state of these members, or None (no checkpoint, or one that lacks one of them or holds them in
+    another order). Members it holds beyond them (recorded since) are left out: members share only the stack."""
     if path is None or not path.exists():
         return None
     saved = load(path, device)
-    return saved if saved["ids"] == ids else None
+    rows = [saved["ids"].index(tid) for tid in ids if tid in saved["ids"]]
+    if len(rows) != len(ids) or rows != sorted(rows):
+        return None
+    alive = [row for row, member in enumerate(saved["members"]) if member["trial"] is not None]
+    kept = torch.tensor([alive.index(row) for row in rows if row in alive], dtype=torch.long, device=device)
+    adam = saved["adam"]
+    return {**saved, "ids": list(ids), "members": [saved["members"][row] for row in rows],
+            "adam": {**adam, "exp_avg": [m[kept] for m in adam["exp_avg"]],
+                     "exp_avg_sq": [v[kept] for v in adam["exp_avg_sq"]]}}
+
+
+def saved_members(directory: Path) -> list[str] | None:
+    """The member ids of the population checkpoint in `directory`, read without loading its tensors."""
+    path = checkpoint_path(directory)
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)["ids"]
 
 
 def restore_result(result: TrialRecord, saved: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@
 <study>/trials.parquet, epochs.parquet, assignments/   the results (raydc.store)
 <study>/pretrain_cache/       pretrained networks shared by every trial (unless the spec names another cache)
 <study>/checkpoints/<trial>/  full trial state of a trial that is not recorded yet
+<study>/checkpoints/population-<hash>/  a population's state, until every member it holds is recorded
 <study>/journal/<trial>.jsonl epoch rows of a trial that is not recorded yet
 <study>/ray/                  Ray Tune and Ray Train run state
 """

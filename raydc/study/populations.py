@@ -1,13 +1,19 @@
-"""Group a study's pending trials into populations: trials that differ only in what population mode varies."""
+"""Group a study's pending trials into populations: trials that differ only in what population mode varies.
+
+A population travels to its Tune trial as one string, "<checkpoint name>:<trial id>,<trial id>,...".
+"""
 from __future__ import annotations
 
 import hashlib
+import shutil
 from typing import Any
 
 from raydc.config import make_config
 from raydc.population import stacking_key
+from raydc.population.checkpoint import saved_members
+from raydc.study.paths import StudyPaths
 
-SEPARATOR = ","  # a population travels to its Tune trial as one string of trial ids
+PREFIX = "population-"  # of a population's checkpoint directory
 
 
 def group_trials(planned: dict[str, dict[str, Any]], pending: list[str], size: int) -> list[list[str]]:
@@ -27,14 +33,46 @@ def group_trials(planned: dict[str, dict[str, Any]], pending: list[str], size: i
     return groups
 
 
+def plan_populations(planned: dict[str, dict[str, Any]], pending: list[str], size: int,
+                     saved: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+    """(checkpoint name, members) of every population to run: first the pending members of each saved checkpoint,
+    which resume it (a new seed or α, or another resources.population, loses no work), then the rest grouped."""
+    populations, taken = [], set()
+    for name, members in sorted(saved.items()):
+        resumed = [tid for tid in members if tid in pending and tid not in taken]
+        if resumed and len(resumed) <= size:  # one larger than the study now allows starts over
+            populations.append((name, resumed))
+            taken.update(resumed)
+    rest = group_trials(planned, [tid for tid in pending if tid not in taken], size)
+    return populations + [(population_id(group), group) for group in rest]
+
+
+def saved_populations(paths: StudyPaths) -> dict[str, list[str]]:
+    """Checkpoint name -> member ids of every population checkpoint in the study directory."""
+    saved = {}
+    for directory in sorted(paths.checkpoint_dir(PREFIX).parent.glob(PREFIX + "*")):
+        members = saved_members(directory)
+        if members is not None:
+            saved[directory.name] = members
+    return saved
+
+
+def discard_recorded(paths: StudyPaths, done: set[str]) -> None:
+    """Delete the population checkpoints whose members are all recorded (a kill while recording them leaves one)."""
+    for name, members in saved_populations(paths).items():
+        if set(members) <= done:
+            shutil.rmtree(paths.checkpoint_dir(name), ignore_errors=True)
+
+
 def population_id(group: list[str]) -> str:
-    """Names the population's checkpoint directory: the same members always find the same checkpoint."""
-    return "population-" + hashlib.sha256(encode(group).encode()).hexdigest()[:16]
+    """Names a new population's checkpoint directory."""
+    return PREFIX + hashlib.sha256(",".join(group).encode()).hexdigest()[:16]
 
 
-def encode(group: list[str]) -> str:
-    return SEPARATOR.join(group)
+def encode(name: str, members: list[str]) -> str:
+    return f"{name}:{','.join(members)}"
 
 
-def decode(members: str) -> list[str]:
-    return members.split(SEPARATOR)
+def decode(population: str) -> tuple[str, list[str]]:
+    name, members = population.split(":", 1)
+    return name, members.split(",")

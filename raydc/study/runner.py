@@ -17,7 +17,7 @@ from raydc.config import ConfigError
 from raydc.store import ResultStore
 from raydc.study.outcomes import UnfinishedTrials
 from raydc.study.paths import StudyPaths
-from raydc.study.populations import encode, group_trials
+from raydc.study.populations import discard_recorded, encode, plan_populations, saved_populations
 from raydc.study.progress import ProgressLine
 from raydc.study.record import discard_scratch, done_ids
 from raydc.study.space import Dimension
@@ -120,6 +120,7 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
     done = done_ids(store)
     for tid in done:
         discard_scratch(paths, tid)
+    discard_recorded(paths, done)
 
     if spec.search.kind == "optuna":
         to_run = spec.search.n - len(done)  # finished configurations count toward n
@@ -131,8 +132,9 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
     print(f"study {spec.name}: {study.planned_count} trials planned, {len(done)} already done in {paths.root}, "
           f"{max(to_run, 0)} to run", flush=True)
     if spec.resources.population > 1 and to_run > 0:
-        groups = group_trials({t.trial_id: t.values for t in study.trials}, pending, spec.resources.population)
-        param_space = {"population": tune.grid_search([encode(g) for g in groups])}
+        groups = plan_populations({t.trial_id: t.values for t in study.trials}, pending, spec.resources.population,
+                                  saved_populations(paths))
+        param_space = {"population": tune.grid_search([encode(name, members) for name, members in groups])}
         print(f"as {len(groups)} populations of up to {spec.resources.population} trials", flush=True)
         to_run = len(groups)
     started_ray = connect(address) if to_run > 0 else False
@@ -144,8 +146,10 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
     finally:
         if started_ray:
             ray.shutdown()
-    for tid in done_ids(store) - done:
+    now_done = done_ids(store)
+    for tid in now_done - done:
         discard_scratch(paths, tid)
+    discard_recorded(paths, now_done)
     counts = dict(Counter(store.trials().column("status").to_pylist()))
     print(f"results: {paths.root}/trials.parquet, epochs.parquet, assignments/")
     print("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), flush=True)

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -52,7 +53,7 @@ class TrialSetup:
     def resolve_all(self, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """(trial id, config values) of every study trial a Tune trial runs: one, or a population's members."""
         if "population" in params:
-            return [(tid, self.planned[tid]) for tid in populations.decode(params["population"])]
+            return [(tid, self.planned[tid]) for tid in populations.decode(params["population"])[1]]
         return [self.resolve(params)]
 
     def runtime_values(self, values: dict[str, Any], device: str) -> dict[str, Any]:
@@ -130,9 +131,11 @@ def _recorded_metrics(setup: TrialSetup, tid: str) -> dict[str, Any] | None:
 def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     """Ray Tune function trainable for one study trial, or for a population of them."""
     members = setup.resolve_all(params)
-    if len(members) > 1:
-        _run_population(members, setup)
-        return
+    if "population" in params:
+        name = populations.decode(params["population"])[0]
+        if len(members) > 1 or setup.paths.checkpoint_dir(name).exists():  # a lone member may resume its population
+            _run_population(name, members, setup)
+            return
     tid, values = members[0]
     # Two optuna suggestions can be the same configuration: the second waits and reuses the first.
     with exclusive(setup.paths.lock_file(tid)):
@@ -147,25 +150,27 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     shutil.rmtree(setup.paths.checkpoint_dir(tid), ignore_errors=True)
 
 
-def _run_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSetup) -> None:
-    """The members not recorded yet train as one stacked model; each is journaled and recorded as its own trial."""
+def _run_population(name: str, members: list[tuple[str, dict[str, Any]]], setup: TrialSetup) -> None:
+    """The members not recorded yet train as one stacked model, resuming checkpoint `name` if it holds them; each is
+    journaled and recorded as its own trial."""
     with ExitStack() as held:
         for tid, _ in sorted(members):  # one order for every process: no two populations wait on each other
             held.enter_context(exclusive(setup.paths.lock_file(tid)))
         recorded = {tid: _recorded_metrics(setup, tid) for tid, _ in members}
         todo = [(tid, values) for tid, values in members if recorded[tid] is None]
         if todo:
-            execute_population(todo, setup, tune.report)
+            execute_population(todo, setup, tune.report, setup.paths.checkpoint_dir(name))
         else:
             tune.report(recorded[members[0][0]])
+    shutil.rmtree(setup.paths.checkpoint_dir(name), ignore_errors=True)  # every member is recorded now
 
 
-def execute_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSetup, forward: Forward) -> None:
+def execute_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSetup, forward: Forward,
+                       checkpoints: Path) -> None:
     """fit_population over the members; member 0's epochs are forwarded to Ray, the best member's final metric last."""
     from raydc.population import fit_population
 
     configs = [make_config(setup.runtime_values(values, setup.resources.device)) for _, values in members]
-    checkpoints = setup.paths.checkpoint_dir(populations.population_id([tid for tid, _ in members]))
     reporters = [EpochReporter(tid, setup, config, EpochJournal(setup.paths.journal_file(tid)),
                                forward if row == 0 else _ignore)
                  for row, ((tid, _), config) in enumerate(zip(members, configs))]
@@ -182,7 +187,6 @@ def execute_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSe
     for (tid, _), record in zip(members, records):
         if tid not in recorded:
             record_trial(setup.paths, tid, record)
-    shutil.rmtree(checkpoints, ignore_errors=True)
     finals = [r.final.get(setup.metric, math.nan) for r in records if r.status == "finished"]
     finals = [v for v in finals if math.isfinite(v)]
     reporter = reporters[0]
