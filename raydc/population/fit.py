@@ -107,10 +107,11 @@ def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberRe
     report(member_index, record) is called for every member epoch (pretraining, then clustering). Members with the
     same seed pretrain once: without pretrain_cache a temporary cache serves this call. A member whose loss or
     centroids go non-finite is recorded as failed and the others go on. With checkpoint_dir, the population is saved
-    every checkpoint_every clustering epochs and a checkpoint there that holds these members, in this order, is resumed
-    (members it holds beyond them are left out): only the epochs after it run and are reported. Timings of the clustering stage (cluster_time_s, wall_time_s,
-    EpochRecord.time_s) are the population's, shared by its members up to each one's end. on_failure(member_index,
-    record) is called once, as a member fails, so a caller can keep its outcome should the population crash later.
+    every checkpoint_every clustering epochs and a checkpoint there that holds these members, in this order, is
+    resumed (members it holds beyond them are left out): only the epochs after it run and are reported. Timings of
+    the clustering stage (cluster_time_s, wall_time_s, EpochRecord.time_s) are the population's, shared by its
+    members up to each one's end. on_failure(member_index, record) is called once, as a member fails, so a caller
+    can keep its outcome should the population crash later.
     """
     configs = [c if isinstance(c, TrialConfig) else make_config(c) for c in configs]
     check_stackable(configs)
