@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from raydc.config import ConfigError, make_config
+from raydc.metrics import cluster_acc
 from raydc.population import fit_population
 from raydc.train import fit
 
@@ -15,7 +16,9 @@ SMALL = {"data": {"resize": None}, "net": {"hidden": [256, 128]}, "pretrain": {"
 # amplifies that: DEC and DCN losses stay within ~1e-6 over these epochs, while IDEC is more sensitive in the plain
 # path itself (scaling its initial weights by 1 + 1e-7 moves its cluster loss by ~1.5e-4 within 5 epochs).
 LOSS_RTOL = {"dec": 1e-4, "dcn": 1e-4, "idec": 1e-3}
-BF16_LOSS_RTOL = 1e-3  # bf16 keeps 8 mantissa bits: batched and plain products round apart sooner
+# bf16 keeps 8 mantissa bits: batched and plain products round apart sooner (up to 1.5e-3 with several threads;
+# float32 activations after a bf16 product, the arithmetic this guards against, drift 8e-3)
+BF16_LOSS_RTOL = 4e-3
 
 
 def _config(seed=0, **groups):
@@ -55,7 +58,8 @@ def _assert_same_trajectory(alone, together, result_alone, result_together, algo
     assert result_together.status == result_alone.status == "finished"
     assert result_together.final["acc"] == pytest.approx(result_alone.final["acc"], abs=0.01)
     assert result_together.epochs_done == result_alone.epochs_done
-    assert np.mean(result_together.labels == result_alone.labels) > 0.98
+    # the same clusters, whatever ids a reclustering on a last-bit-different embedding gave them
+    assert cluster_acc(result_alone.labels, result_together.labels) > 0.98
     assert result_together.embedding.shape == result_alone.embedding.shape
 
 
@@ -177,8 +181,9 @@ def test_a_checkpoint_resumes_without_the_members_recorded_since(digits, cache, 
                              checkpoint_dir=tmp_path)  # member 0 (alive at the checkpoint) is left out
     assert results[0].status == "failed" and not resumed[0]
     assert [(r.phase, r.epoch) for r in resumed[1]] == [("cluster", 4), ("cluster", 5)]
-    assert [r.loss for r in resumed[1]] == [r.loss for r in _cluster_records(uninterrupted[2])[4:]]
-    # a stack of another size rounds its batched evaluation differently in the last bit
+    # a stack of another size rounds its batched products differently in the last bit
+    assert [r.loss for r in resumed[1]] == pytest.approx([r.loss for r in _cluster_records(uninterrupted[2])[4:]],
+                                                         rel=1e-5)
     assert results[1].final == pytest.approx(reference[2].final, rel=1e-5)
 
 
