@@ -1,7 +1,6 @@
 """Population mode: members trained as one stacked model follow the trajectories fit() gives them alone."""
 import math
 
-import numpy as np
 import pytest
 
 from raydc.config import ConfigError, make_config
