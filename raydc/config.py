@@ -214,7 +214,7 @@ class EvalConfig(_Group):
 
 
 class TrialConfig(_Group):
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)  # 32 bits: with its per-stage offsets it fits every generator
     device: str = "auto"
     checkpoint_every: int = Field(default=0, ge=0)  # epochs between checkpoints; 0 = only at the end
     data: DataConfig = Field(default_factory=DataConfig)

@@ -51,6 +51,7 @@ def test_defaults_are_table5():
     ({"net": {"embedding_dim": True}}, "net.embedding_dim"),
     ({"net": {"hidden": [True, 8]}}, "net.hidden"),
     ({"data": {"affine": "nearest"}}, "data.affine"),
+    ({"seed": 2**64 - 10}, "seed"),
 ])
 def test_invalid_value_names_its_field(values, field):
     with pytest.raises(ConfigError) as err:
