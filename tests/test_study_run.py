@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -162,16 +163,22 @@ def test_killed_population_resumes_from_its_checkpoint(ray_cluster, tmp_path):
         assert elapsed[0] < elapsed[1] < elapsed[2] < elapsed[3] < trial["wall_time_s"]  # the clock went on
 
 
+def _crashed_population(name: str, tmp_path) -> tuple[dict, Path]:
+    """A population of two α that dies after cluster epoch 2 on every try (its checkpoint holds epochs 0-1)."""
+    raw = tiny_study(name, {"brb.alpha": [0.6, 0.9]}, checkpoint_every=2, max_failures=0,
+                     resources={"population": 2})
+    raw["base"]["train"]["epochs"] = 4
+    out = tmp_path / name
+    out.mkdir()
+    (out / MARKER).write_text("cluster 2")
+    assert run_study(parse_study(raw), out).counts == {"error": 2}  # both members
+    return raw, out
+
+
 def test_interrupted_population_resumes_its_checkpoint_after_the_grid_grows(ray_cluster, tmp_path):
     import shutil
 
-    raw = tiny_study("population-grows", {"brb.alpha": [0.6, 0.9]}, checkpoint_every=2, max_failures=0,
-                     resources={"population": 2})
-    raw["base"]["train"]["epochs"] = 4
-    out = tmp_path / "population-grows"
-    out.mkdir()
-    (out / MARKER).write_text("cluster 2")  # dies after epoch 2; the checkpoint holds epochs 0-1
-    assert run_study(parse_study(raw), out).counts == {"error": 2}
+    raw, out = _crashed_population("population-grows", tmp_path)
     interrupted = {t["trial_id"] for t in rows(out, "trials")}
     (checkpoint,) = (out / "checkpoints").glob("population-*")
     shutil.copytree(checkpoint, checkpoint.with_name("population-stale"))  # as a kill while recording leaves one
@@ -186,14 +193,8 @@ def test_interrupted_population_resumes_its_checkpoint_after_the_grid_grows(ray_
 
 
 def test_population_that_exhausts_its_retries_records_every_member_then_reruns(ray_cluster, tmp_path):
-    raw = tiny_study("population-error", {"brb.alpha": [0.6, 0.9]}, checkpoint_every=2, max_failures=0,
-                     resources={"population": 2})
-    raw["base"]["train"]["epochs"] = 4
-    out = tmp_path / "population-error"
-    out.mkdir()
-    (out / MARKER).write_text("cluster 2")
-    summary = run_study(parse_study(raw), out)
-    assert summary.counts == {"error": 2}  # both members, each with the epochs it had journaled:
+    raw, out = _crashed_population("population-error", tmp_path)
+    # each member with the epochs it had journaled:
     assert sorted(t["epochs_done"] for t in rows(out, "trials")) == [2, 3]  # the crash came after member 0's epoch 2
     for trial in rows(out, "trials"):  # the process's own last words, and the settings it ran with
         assert trial["error"] and trial["error"] != "the trial process failed"
