@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable, Literal, get_args
+import functools
+from typing import Any, Iterable, Literal, get_args, get_origin
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
@@ -418,6 +419,28 @@ def dotted_exclude(names: Iterable[str]) -> dict[str, Any]:
         else:
             exclude[leaf] = True
     return exclude
+
+
+@functools.cache
+def _list_fields(model: type[BaseModel] | None = None, prefix: str = "") -> frozenset[str]:
+    """Dotted fields that hold a list (flatten joins them with commas)."""
+    found: set[str] = set()
+    for name, info in (model or TrialConfig).model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            found |= _list_fields(info.annotation, f"{prefix}{name}.")
+        elif get_origin(info.annotation) is list:
+            found.add(f"{prefix}{name}")
+    return frozenset(found)
+
+
+def unflatten(values: dict[str, Any]) -> dict[str, Any]:
+    """flatten's inverse: dotted keys to groups, comma-joined lists split again (for make_config)."""
+    nested: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in _list_fields() and value is not None:
+            value = value.split(",") if value else []
+        set_dotted(nested, key, value)
+    return nested
 
 
 def flatten(config: TrialConfig) -> dict[str, Any]:

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import typing
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel
 
-from raydc.config import EXECUTION_FIELDS, ConfigError, TrialConfig, make_config, set_dotted
+from raydc.config import EXECUTION_FIELDS, ConfigError, make_config, unflatten
 from raydc.store import TRIALS_FILE, ResultStore, config_fields, trial_id
 
 NOT_CONFIGURATION = ("seed", "data.dir", *EXECUTION_FIELDS)
@@ -33,28 +31,11 @@ def configuration_columns() -> list[str]:
     return [f.name for f in config_fields() if f.name not in NOT_CONFIGURATION]
 
 
-def _list_columns(model: type[BaseModel] = TrialConfig, prefix: str = "") -> set[str]:
-    """Dotted config fields that hold a list (raydc.config.flatten stores them comma-joined)."""
-    found = set()
-    for name, info in model.model_fields.items():
-        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
-            found |= _list_columns(info.annotation, f"{prefix}{name}.")
-        elif typing.get_origin(info.annotation) is list:
-            found.add(f"{prefix}{name}")
-    return found
-
-
 def _config_id(values: dict[str, Any]) -> str:
     """The trial id of one configuration's columns (nulls as None); a hash of the values where they no longer
     make a valid config (a value an older version accepted)."""
-    lists = _list_columns()
-    nested: dict[str, Any] = {}
-    for column, value in values.items():
-        if column in lists and value is not None:
-            value = value.split(",") if value else []
-        set_dotted(nested, column, value)
     try:
-        return trial_id(make_config(nested))[:12]
+        return trial_id(make_config(unflatten(values)))[:12]
     except ConfigError:
         return hashlib.sha256(json.dumps(list(values.values()), default=str).encode()).hexdigest()[:12]
 
