@@ -106,7 +106,8 @@ def main() -> None:
     # (name, CUDA graphs, precision, compiled); graphs and precision only matter on a GPU
     paths = [("eager", False, "float32", False), ("graphs", True, "float32", False), ("g+tf32", True, "tf32", False),
              ("g+bf16", True, "bf16", False)]
-    compiled = [("g+comp", True, "float32", True), ("g+tf32+comp", True, "tf32", True)]
+    compiled = [("g+comp", True, "float32", True), ("g+tf32+comp", True, "tf32", True),
+                ("g+bf16+comp", True, "bf16", True)]
     if name == "cpu":
         paths, compiled = paths[:1], [("compiled", False, "float32", True)]
     paths += compiled if args.compile else []

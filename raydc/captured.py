@@ -47,6 +47,9 @@ class CapturedStep:
             graph.replay()
             return
         self.calls[key] = self.calls.get(key, 0) + 1
+        # warm-up sees the static copies' (contiguous) layout: a step compiled for another layout in warm-up would
+        # be recompiled inside the capture, where compiling cannot run
+        inputs = tuple(None if t is None else t.contiguous() for t in inputs)
         if self.calls[key] <= WARMUP_CALLS:
             self._side_stream(inputs)
         else:
@@ -62,7 +65,7 @@ class CapturedStep:
 
     def _capture(self, key: tuple, inputs: Inputs) -> None:
         """Record the step on static copies of the inputs, then replay it once: capture itself computes nothing."""
-        static = tuple(None if t is None else t.clone() for t in inputs)
+        static = tuple(None if t is None else t.clone() for t in inputs)  # contiguous, as warm-up's inputs were
         graph = torch.cuda.CUDAGraph()
         torch.cuda.synchronize()
         with torch.cuda.graph(graph, pool=self.pool):

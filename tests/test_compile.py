@@ -86,6 +86,19 @@ def test_compiled_population_follows_the_eager_population(digits, cache):
         _assert_same_run(eager, compiled)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_compiled_population_replays_as_graphs(digits, cache):
+    """Its batches are strided views of the epoch's (M, n, ...) data, captured from contiguous copies."""
+    runs = []
+    for compiled, graphs in ((False, False), (True, True)):
+        configs = [_config(compiled, seed=s, lr=lr, device="cuda", cuda_graphs=graphs) for s, lr in ((0, 1e-3), (1, 2e-3))]
+        records = {0: [], 1: []}
+        results = fit_population(configs, lambda i, r: records[i].append(r), dataset=digits, pretrain_cache=cache)
+        runs.append([(res, [r for r in records[i] if r.phase == "cluster"]) for i, res in enumerate(results)])
+    for eager, compiled in zip(*runs):
+        _assert_same_run(eager, compiled)
+
+
 @compiles
 def test_a_trial_uses_the_compiled_model_only_when_asked(digits):
     for compiled in (False, True):
