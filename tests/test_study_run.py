@@ -1,6 +1,7 @@
 """Studies on a local Ray: grid and optuna end to end, incremental runs, a 2-worker Ray Train trial, a crashed
 trial resuming from its checkpoint, and a killed driver whose rerun ends with exact, duplicate-free tables."""
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -110,9 +111,43 @@ def test_optuna_with_asha_meets_a_recorded_failed_configuration_again(ray_cluste
     out = tmp_path / "optuna-failed"
     summary = run_study(study, out)  # the second suggestion reports the first one's record to ASHA
     assert summary.counts == {"failed": 1}
-    search = tpe_search(study, ResultStore(out))  # a rerun's TPE knows the failed configuration
+    search = tpe_search(study, ResultStore(out), StudyPaths.at(out))  # a rerun's TPE knows the failed configuration
     search.set_search_properties("acc", "max", {"train.lr": runner.tune.choice([1.0e30])})
     assert [t.state.name for t in search._ot_study.trials] == ["PRUNED"]
+
+
+def test_optuna_rerun_resumes_a_trial_that_crashed_on_every_retry(ray_cluster, tmp_path):
+    raw = tiny_study("optuna-error", {}, checkpoint_every=2, max_failures=0, resources={"concurrent": 1})
+    raw["base"]["train"]["epochs"] = 4
+    raw["search"] = {"kind": "optuna", "n": 2, "seed": 3, "space": {"brb.alpha": {"uniform": [0.6, 0.9]}}}
+    out = tmp_path / "optuna-error"
+    out.mkdir()
+    (out / MARKER).write_text("cluster 2")  # the first trial dies after epoch 2; its checkpoint holds epochs 0-1
+    assert run_study(parse_study(raw), out).counts == {"error": 1, "finished": 1}
+    crashed = next(t for t in rows(out, "trials") if t["status"] == "error")
+    summary = run_study(parse_study(raw), out)  # the crashed configuration again, not a new suggestion
+    assert summary.launched == 1 and summary.counts == {"finished": 2}
+    trial = next(t for t in rows(out, "trials") if t["trial_id"] == crashed["trial_id"])
+    assert trial["status"] == "finished" and trial["brb.alpha"] == crashed["brb.alpha"]
+    assert trial["epochs_done"] == 4 and not trial["pretrain_cached"]  # resumed: a fresh start finds pretraining cached
+    assert_exact_epochs(out, rows(out, "trials"))
+    assert not list((out / "journal").glob("*.params.json"))
+
+
+def test_optuna_rerun_suggests_first_the_configurations_cut_off_with_the_driver(tmp_path):
+    from raydc.store import ResultStore
+    from raydc.study.tpe import tpe_search
+
+    raw = tiny_study("optuna-cut", {})
+    raw["search"] = {"kind": "optuna", "n": 4, "space": {"brb.alpha": {"uniform": [0.6, 0.9]}}}
+    paths = StudyPaths.at(tmp_path)
+    paths.params_file("a").parent.mkdir(parents=True)
+    paths.params_file("a").write_text(json.dumps({"brb.alpha": 0.7123456789012345}))
+    paths.params_file("b").write_text(json.dumps({"brb.alpha": 0.95}))  # outside the space now: not resumed
+    search = tpe_search(parse_study(raw), ResultStore(tmp_path), paths)
+    search.set_search_properties("acc", "max", {"brb.alpha": runner.tune.uniform(0.6, 0.9)})
+    assert search.suggest("first") == {"brb.alpha": 0.7123456789012345}  # exactly: the same trial id, its checkpoint
+    assert search.suggest("second")["brb.alpha"] != 0.7123456789012345
 
 
 def test_two_worker_ray_train_trial_lands_in_the_same_tables(ray_cluster, tmp_path):

@@ -178,7 +178,7 @@ def _run_tune(study: Study, paths: StudyPaths, store: ResultStore, param_space: 
         tune.with_resources(tune.with_parameters(run_trial, setup=setup), trial_resources),
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            metric=spec.metric, mode=spec.mode, search_alg=tpe_search(study, store) if optuna else None,
+            metric=spec.metric, mode=spec.mode, search_alg=tpe_search(study, store, paths) if optuna else None,
             scheduler=scheduler, num_samples=to_run if optuna else 1, reuse_actors=True,
             max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 import shutil
 import uuid
@@ -13,7 +14,7 @@ from typing import Any
 
 from ray import tune
 
-from raydc.atomic import exclusive
+from raydc.atomic import atomic_path, exclusive
 from raydc.config import TrialConfig, make_config
 from raydc.records import EpochRecord, TrialRecord
 from raydc.store import ResultStore, epoch_row, trial_id
@@ -143,6 +144,9 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
         if recorded is not None:
             tune.report(recorded)
             return
+        if "trial_id" not in params:  # an optuna suggestion: kept so that a rerun suggests it again and resumes it
+            with atomic_path(setup.paths.params_file(tid)) as temp:
+                temp.write_text(json.dumps(params))
         if setup.resources.workers > 1:
             _run_data_parallel(tid, values, setup)
         else:
