@@ -188,6 +188,25 @@ def test_ablation_average_is_left_out_for_a_variant_missing_a_dataset():
     assert CAPTION in table
 
 
+def test_ablation_never_pools_trials_of_different_settings():
+    """An α grid beside the ablation, at two learning rates: each learning rate is compared with its own baseline,
+    and each α of BRB is a row of its own."""
+    rows = []
+    for lr, (mode, alpha), seed in itertools.product((5e-4, 1e-3), (("baseline", 0.8), ("brb", 0.6), ("brb", 0.8)),
+                                                     (0, 1)):
+        acc = {"baseline": 0.5, "brb": 0.6 if alpha == 0.8 else 0.1}[mode] + (0.2 if lr == 1e-3 else 0.0)
+        rows.append({"data.name": "usps", "train.algorithm": "dec", "brb.mode": mode, "brb.alpha": alpha,
+                     "train.lr": lr, "pretrain.epochs": 250, "seed": seed, "acc": acc})
+    summary = ablation_summary(pd.DataFrame(rows)).set_index(["variant", "dataset"])
+    assert summary.loc[("DEC+BRB+Pretrain (lr=0.0005) (α=0.8)", "usps"), "mean"] == pytest.approx(0.6)
+    assert summary.loc[("DEC+BRB+Pretrain (lr=0.0005) (α=0.6)", "usps"), "mean"] == pytest.approx(0.1)
+    assert summary.loc[("DEC+BRB+Pretrain (lr=0.001) (α=0.8)", "usps"), "mean"] == pytest.approx(0.8)
+    assert summary.loc[("DEC+BRB+Pretrain (lr=0.001) (α=0.8)", "usps"), "relative"] == pytest.approx(100 * 0.1 / 0.7)
+    assert summary.loc[("DEC+Pretrain (lr=0.001)", "usps"), "count"] == 2
+    assert len(summary) == 12  # two learning rates × (baseline, BRB at two α) × (usps, AVERAGE)
+    assert "| DEC+BRB+Pretrain (lr=0.0005) (α=0.6) |" in ablation_markdown(summary.reset_index())
+
+
 def _grid_frame() -> pd.DataFrame:
     """One lr panel, α × T cells; DEC keeps five seeds per cell, DCN one (the others diverged), plus baselines."""
     rows = []
