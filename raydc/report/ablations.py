@@ -21,8 +21,8 @@ from raydc.report.variants import algorithm_rank, mode_label, mode_rank, pretrai
 
 AVERAGE = "AVERAGE"
 CAPTION = ("AVERAGE: mean over datasets of the dataset means; – where a variant has no finished trial on a "
-           "dataset of its group, since an average over fewer datasets is not comparable. A setting in parentheses is one "
-           "of several in the study; each is its own row, never pooled.")
+           "dataset of its group, since an average over fewer datasets is not comparable. A setting in "
+           "parentheses is one of several in the study; each is its own row, never pooled.")
 GROUP = ["pretrained", "train.algorithm", "setting"]  # a baseline and the variants compared with it
 NOT_SETTINGS = {"data.name", "train.algorithm", "brb.mode", "pretrain.epochs", "seed"}
 METRIC_NAMES = {"acc": "ACC", "nmi": "NMI", "ari": "ARI"}
@@ -47,9 +47,9 @@ def ablation_summary(trials: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
     base = summary[summary["brb.mode"] == "baseline"].set_index([*GROUP, "dataset"])["mean"]
     base_of_row = summary.set_index([*GROUP, "dataset"]).index.map(base)
     summary["relative"] = (summary["mean"].to_numpy() - base_of_row) / base_of_row * 100
-    summary["variant"] = [variant_name(a, m, p) + "".join(f" ({part})" for part in (s, d) if part) for p, a, s, m, d in
-                          zip(summary["pretrained"], summary["train.algorithm"], summary["setting"], summary["brb.mode"],
-                              summary["detail"])]
+    summary["variant"] = [variant_name(a, m, p) + "".join(f" ({part})" for part in (s, d) if part)
+                          for p, a, s, m, d in zip(summary["pretrained"], summary["train.algorithm"],
+                                                   summary["setting"], summary["brb.mode"], summary["detail"])]
     order = summary.apply(lambda r: (r["pretrained"], algorithm_rank(r["train.algorithm"]), r["setting"],
                                      mode_rank(r["brb.mode"]), r["detail"]), axis=1)
     return summary.assign(_order=order).sort_values("_order", kind="stable").drop(columns="_order")
@@ -135,10 +135,12 @@ def plot_relative_change(summary: pd.DataFrame, metric: str = "acc") -> Figure:
             ax = axes[row, col]
             group = changes[(changes["pretrained"] == setting) & (changes["train.algorithm"] == algorithm)]
             for i, (mode, baseline, detail) in enumerate(bars):
-                of_bar = group[(group["brb.mode"] == mode) & (group["setting"] == baseline) & (group["detail"] == detail)]
+                of_bar = group[(group["brb.mode"] == mode) & (group["setting"] == baseline)
+                               & (group["detail"] == detail)]
                 values = of_bar.set_index("dataset")["relative"].reindex(datasets)
                 ax.bar(np.arange(len(datasets)) + (i - (len(bars) - 1) / 2) * width, values, width,
-                       color=MODE_COLOURS.get(mode, "tab:gray"), alpha=shade[baseline], label=mode_label(mode) + (f" ({baseline})" if baseline else ""))
+                       color=MODE_COLOURS.get(mode, "tab:gray"), alpha=shade[baseline],
+                       label=mode_label(mode) + "".join(f" ({part})" for part in (baseline, detail) if part))
             ax.axhline(0, color="black", linewidth=0.8)
             ax.set_xticks(range(len(datasets)), [d.upper() for d in datasets], rotation=30, ha="right")
             ax.set_title(f"{algorithm.upper()}, {pretraining_title(setting)}")
