@@ -53,11 +53,12 @@ def tpe_search(study: Study, store: ResultStore, paths: StudyPaths) -> RecordedS
             unfinished.append(point)
     for file in (paths.root / "journal").glob("*.params.json"):  # cut off with the driver: no row at all
         tid, point = file.name.removesuffix(".params.json"), json.loads(file.read_text())
-        if tid not in recorded and _fits(study, point):
+        if _fits(study, point):
             resume.setdefault(tid, point)
+    resume = [point for tid, point in sorted(resume.items()) if tid not in recorded]
     # TPE starts with seeded random draws: a fresh seed per extension keeps it from redrawing recorded points.
     return RecordedSearch(finished, unfinished, seed=study.spec.search.seed + len(finished) + len(unfinished),
-                          points_to_evaluate=[resume[tid] for tid in sorted(resume)] or None)
+                          points_to_evaluate=resume or None)
 
 
 def _fits(study: Study, point: Point) -> bool:
