@@ -205,6 +205,9 @@ def test_ablation_never_pools_trials_of_different_settings():
     assert summary.loc[("DEC+Pretrain (lr=0.001)", "usps"), "count"] == 2
     assert len(summary) == 12  # two learning rates × (baseline, BRB at two α) × (usps, AVERAGE)
     assert "| DEC+BRB+Pretrain (lr=0.0005) (α=0.6) |" in ablation_markdown(summary.reset_index())
+    frame = pd.DataFrame(rows)
+    with pytest.raises(MissingDimension, match="shares the settings of a baseline"):  # nothing left to compare
+        ablation_summary(frame.assign(**{"train.algorithm": frame["brb.mode"].map({"baseline": "dec", "brb": "idec"})}))
 
 
 def _grid_frame() -> pd.DataFrame:

@@ -36,6 +36,9 @@ def ablation_summary(trials: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
     if "baseline" not in modes or len(modes) < 2:
         raise MissingDimension("an ablation needs baseline trials (brb.mode=baseline) and at least one other mode")
     frame = _at_baseline_settings(trials.assign(pretrained=pretrained(trials)))
+    if (frame["brb.mode"] == "baseline").all():
+        raise MissingDimension("no trial of another mode shares the settings of a baseline of its algorithm, "
+                               "pretraining and dataset")
     keys = [*GROUP, "brb.mode", "detail"]
     summary = (frame.groupby([*keys, "data.name"])[metric].agg(["mean", "std", "count"]).reset_index()
                .rename(columns={"data.name": "dataset"}))
