@@ -1,10 +1,11 @@
 """BRB overhead at interval T: one BRB step against T clustering epochs, for DEC/IDEC/DCN.
 
-A BRB step is soft reset + embed a subsample (10,000 by default) + k-means on it + reassign every sample to the new
-centroids (an embedding of the whole dataset) + Adam momentum reset of the centroids; a clustering epoch has augmentation and per-epoch evaluation on (see benchmarks/epoch_time.py, whose
-timing helpers this reuses, on the same synthetic MNIST-shaped data). overhead = step / (T × epoch + step), the
-share of clustering wall time spent in BRB; the paper reports 1.1 % at T = 20. The step is also split into its
-parts, timed separately on the same trial. Example:
+A BRB step is soft reset + embed the whole dataset + k-means on a subsample of it (10,000 by default) + reassign every
+sample to the new centroids + Adam momentum reset of the centroids; a clustering epoch has augmentation and per-epoch
+evaluation on (see benchmarks/epoch_time.py, whose timing helpers this reuses, on the same synthetic MNIST-shaped
+data). overhead = step / (T × epoch + step), the share of clustering wall time spent in BRB; the paper reports 1.1 %
+at T = 20. The step is also split into its parts, timed separately on the same trial, with the tensor operations
+(kernel launches on a GPU) of each part and of the whole step. Example:
     python benchmarks/brb_overhead.py --n 70000 --epochs 3 --interval 20 --subsample 10000
 """
 from __future__ import annotations
@@ -14,11 +15,13 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from epoch_time import synthetic_mnist, time_trial, timing_parser
+from profile_step import OperationCount
 
 from raydc.clustering.kmeans import nearest, recluster
 from raydc.config import make_config
@@ -27,38 +30,58 @@ from raydc.train import resolve_device, sync_device
 from raydc.trial import Trial, embed
 
 
-def step_parts(algorithm: str, args: argparse.Namespace, data, device: torch.device) -> dict[str, float]:
-    """Median seconds of each part of the BRB step, on a trial after one clustering epoch."""
+def step_parts(trial: Trial, subsample: int) -> dict[str, Callable[[dict], None]]:
+    """The BRB step of Trial.periodic_step (mode brb) as separately timed parts that pass results in `state`."""
+    brb, data, device = trial.config.brb, trial.data, trial.device
+
+    def embed_all(state: dict) -> None:
+        pick = torch.randperm(data.n, generator=trial.generator, device=trial.generator.device)[:subsample]
+        state["z_all"] = embed(trial.net, data.x)  # every sample, as the step does: the subsample is read from it
+        state["z"] = state["z_all"][pick.to(device)]
+
+    def cluster(state: dict) -> None:
+        state["centers"], _ = recluster(state["z"], data.n_clusters, brb.recluster, trial.generator)
+
+    def momentum(state: dict) -> None:
+        if trial.model.learnable_centers:
+            reset_momentum(trial.optimizer, [trial.model.centers])
+
+    return {"reset": lambda state: apply_plan(trial.reset_plan, trial.generator, "soft_reset", brb.reset_init),
+            "embed": embed_all, "k-means": cluster,
+            "reassign": lambda state: trial.model.set_centers(state["centers"], nearest(state["z_all"],
+                                                                                         state["centers"])),
+            "momentum": momentum}
+
+
+def measure_step(algorithm: str, args: argparse.Namespace, data, device: torch.device
+                 ) -> tuple[dict[str, float], dict[str, int], int]:
+    """(median seconds of each part, tensor operations of each part, operations of one whole periodic_step), on a
+    trial after one clustering epoch. An operation is a kernel launch on a GPU (benchmarks/profile_step.py)."""
     config = make_config({"device": str(device), "pretrain": {"epochs": 0},
                           "train": {"algorithm": algorithm, "batch_size": args.batch_size},
                           "brb": {"mode": "brb", "interval": args.interval, "subsample": args.subsample}})
     trial = Trial(config, data, device)
     trial.init_clustering()
     trial.train_epoch()  # optimizer state exists, as at a real BRB step
-    parts: dict[str, list[float]] = {"reset": [], "embed": [], "kmeans": [], "reassign": [], "momentum": []}
+    parts = step_parts(trial, args.subsample)
+    seconds: dict[str, list[float]] = {name: [] for name in parts}
     for _ in range(args.epochs + 1):
-        t = [time.perf_counter()]
-        apply_plan(trial.reset_plan, trial.generator, "soft_reset")
-        sync_device(device)
-        t.append(time.perf_counter())
-        sub = data.x[torch.randperm(data.n, generator=trial.generator, device=trial.generator.device)
-                     [: args.subsample].to(device)]
-        z = embed(trial.net, sub)
-        sync_device(device)
-        t.append(time.perf_counter())
-        centers, _ = recluster(z, data.n_clusters, config.brb.recluster, trial.generator)
-        sync_device(device)
-        t.append(time.perf_counter())
-        trial.model.set_centers(centers, nearest(embed(trial.net, data.x), centers))  # every sample, as the step does
-        sync_device(device)
-        t.append(time.perf_counter())
-        if trial.model.learnable_centers:
-            reset_momentum(trial.optimizer, [trial.model.centers])
-        sync_device(device)
-        t.append(time.perf_counter())
-        for (name, values), a, b in zip(parts.items(), t, t[1:]):
-            values.append(b - a)
-    return {name: statistics.median(v[1:]) for name, v in parts.items()}  # the first round warms up
+        state: dict = {}
+        for name, part in parts.items():
+            sync_device(device)
+            t0 = time.perf_counter()
+            part(state)
+            sync_device(device)
+            seconds[name].append(time.perf_counter() - t0)
+    operations, state = {}, {}
+    for name, part in parts.items():
+        with OperationCount() as counted:
+            part(state)
+        operations[name] = sum(counted.counts.values())
+    with OperationCount() as counted:
+        trial.periodic_step()
+    medians = {name: statistics.median(v[1:]) for name, v in seconds.items()}  # the first round warms up
+    return medians, operations, sum(counted.counts.values())
 
 
 def main() -> None:
@@ -72,14 +95,15 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device {name}, torch {torch.__version__}, n {args.n}, subsample {min(args.subsample, args.n)}, "
           f"T {args.interval}, batch {args.batch_size}, augmentation and evaluation on, medians of {args.epochs}")
-    print(f"{'algorithm':<9} {'s/epoch':>8} {'step s':>8} {'overhead':>9} {'reset':>8} {'embed':>8} {'k-means':>8} "
-          f"{'reassign':>9} {'momentum':>9}")
+    names = ("reset", "embed", "k-means", "reassign", "momentum")
+    print(f"{'algorithm':<9} {'s/epoch':>8} {'step s':>8} {'overhead':>9} {'step ops':>9}  seconds, then operations, of "
+          + ", ".join(names))
     for algorithm in args.algorithms:
         epoch_s, step_s, _ = time_trial(algorithm, args, data)
-        parts = step_parts(algorithm, args, data, device)
+        seconds, operations, step_ops = measure_step(algorithm, args, data, device)
         overhead = 100 * step_s / (args.interval * epoch_s + step_s)
-        print(f"{algorithm:<9} {epoch_s:8.3f} {step_s:8.4f} {overhead:8.2f}% {parts['reset']:8.4f} "
-              f"{parts['embed']:8.4f} {parts['kmeans']:8.4f} {parts['reassign']:9.4f} {parts['momentum']:9.5f}")
+        print(f"{algorithm:<9} {epoch_s:8.3f} {step_s:8.4f} {overhead:8.2f}% {step_ops:9d} "
+              + "".join(f"{seconds[name]:9.4f}" for name in names) + "".join(f"{operations[name]:6d}" for name in names))
 
 
 if __name__ == "__main__":

@@ -139,13 +139,15 @@ class Trial:
         if mode not in RECLUSTERING_MODES:
             return
         k = self.data.n_clusters
-        sub = self.data.x[torch.randperm(self.data.n, generator=self.generator, device=self.generator.device)
-                          [: brb.subsample].to(self.device)]
-        z = embed(self.model.eval_net, sub)
+        pick = torch.randperm(self.data.n, generator=self.generator, device=self.generator.device)[: brb.subsample]
+        pick = pick.to(self.device)
+        # Every sample is reassigned below, so the whole dataset is embedded once and the subsample read from it.
+        z_all = embed(self.net, self.data.x)
+        z = z_all[pick]
         if mode == "disentangled":  # Algorithm 2: labels from a reset copy, centroids from the unchanged net
             twin = copy.deepcopy(self.net)
             apply_plan(reset_plan(twin, self.config), self.generator, "soft_reset", brb.reset_init)
-            labels = self.model.predict(embed(twin, sub))
+            labels = self.model.predict(embed(twin, self.data.x[pick]))
             centers = _label_means(z, labels, self.model.centers.detach())
         else:
             if mode == "embedding_noise":  # eq 18: noise with the norm of each embedding, scaled by β
@@ -154,7 +156,7 @@ class Trial:
                 z = z + brb.noise_beta * noise
             centers, _ = recluster(z, k, brb.recluster, self.generator)
         # Every sample is reassigned to the new centroids (DCN's loss uses these assignments).
-        self.model.set_centers(centers, nearest(embed(self.net, self.data.x), centers))
+        self.model.set_centers(centers, nearest(z_all, centers))
         if self.config.resets_center_momentum:
             reset_momentum(self.optimizer, [self.model.centers])
 

@@ -71,6 +71,16 @@ def test_brb_step_refits_centroids_and_zeroes_momentum(algorithm, digits, cache)
         assert torch.equal(trial.model.assignments, trial.model.predict(embed(trial.net, digits.x)))
 
 
+def test_brb_step_embeds_every_sample_once(digits, cache, monkeypatch):
+    """The reassignment needs the whole dataset's embedding; the reclustering subsample is read from it."""
+    trial = _ready_trial(_config(brb={"mode": "brb", "subsample": 1000}), digits, cache)
+    encode, rows = trial.net.encode, []
+    monkeypatch.setattr(trial.net, "encode", lambda x: rows.append(len(x)) or encode(x))
+    trial.periodic_step()
+    assert sum(rows) == digits.n
+    assert torch.equal(trial.model.assignments, trial.model.predict(embed(trial.net, digits.x)))
+
+
 def test_dcn_epoch_update_keeps_centres_through_steps_then_moves_them_per_batch(digits, cache):
     trial = _ready_trial(_config(train={"algorithm": "dcn"}), digits, cache)
     model, k = trial.model, digits.n_clusters

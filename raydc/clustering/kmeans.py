@@ -59,16 +59,19 @@ def _kmeans_plusplus_indices(x: Tensor, k: int, generator: torch.Generator) -> T
     u = _uniform(k, generator, x.device)
     indices = torch.empty(k, dtype=torch.long, device=x.device)
     indices[0] = (u[0] * n).long().clamp_max(n - 1)
-    min_sq = sq_distances(x, x[indices[:1]]).squeeze(1).double()
+    min_sq = _sq_distances_to(x, x[indices[:1]])
     for j in range(1, k):
-        total = min_sq.sum()
         # All points already coincide with a seed: fall back to uniform sampling instead of dividing by zero.
-        weights = torch.where(total > 0, min_sq, torch.ones_like(min_sq))
-        cumulative = weights.cumsum(0)
+        cumulative = torch.where(min_sq.sum() > 0, min_sq, 1.0).cumsum(0)
         pick = torch.searchsorted(cumulative, (u[j] * cumulative[-1]).view(1), right=True).clamp_max(n - 1)
         indices[j : j + 1] = pick
-        min_sq = torch.minimum(min_sq, sq_distances(x, x[pick]).squeeze(1).double())
+        min_sq = torch.minimum(min_sq, _sq_distances_to(x, x[pick]))
     return indices
+
+
+def _sq_distances_to(x: Tensor, point: Tensor) -> Tensor:
+    """(n,) float64 squared distances to a (1, d) point, by differences: no cancellation, three kernels."""
+    return (x - point).pow(2).sum(1, dtype=torch.float64)
 
 
 def kmeans_plusplus(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
@@ -78,32 +81,53 @@ def kmeans_plusplus(x: Tensor, k: int, generator: torch.Generator) -> Tensor:
     return x[_kmeans_plusplus_indices(x, k, generator)]
 
 
-def _means_with_reseeding(x: Tensor, labels: Tensor, min_sq: Tensor, k: int) -> Tensor:
-    """Cluster means; empty clusters move to the points farthest from their current centre."""
-    one_hot = F.one_hot(labels, k).to(x.dtype)
-    counts = one_hot.sum(0)
-    # One-hot GEMM instead of index_add_: deterministic on CUDA (no float atomics).
-    means = (one_hot.T @ x) / counts.clamp_min(1).unsqueeze(1)
-    empty = counts == 0
-    farthest = min_sq.topk(k).indices
-    # The j-th empty cluster takes the j-th farthest point, so reseeded centres are distinct points.
-    rank = (empty.long().cumsum(0) - 1).clamp_min(0)
-    return torch.where(empty.unsqueeze(1), x[farthest[rank]], means)
+class _LloydData:
+    """What every Lloyd iteration reads of x, computed once: x with a column of ones (its one-hot product gives the
+    clusters' sums and sizes together), ‖x‖² per row and the cluster indices to compare labels with."""
+
+    def __init__(self, x: Tensor, k: int):
+        self.x = x
+        self.x_ones = torch.cat([x, x.new_ones(len(x), 1)], 1)
+        self.x_sq = x.pow(2).sum(1)
+        self.clusters = torch.arange(k, device=x.device)
+
+    def assign(self, centers: Tensor) -> tuple[Tensor, Tensor]:
+        """(squared distance to the nearest centre, its index) of every row."""
+        # ‖x‖² is the same for every centre of a row: it joins after the argmin, which it cannot change.
+        c_sq = centers.pow(2).sum(1)
+        with full_precision(self.x.device.type):
+            partial, labels = torch.addmm(c_sq, self.x, centers.T, alpha=-2).min(1)
+        return (partial + self.x_sq).clamp_min_(0), labels
+
+    def means(self, labels: Tensor, min_sq: Tensor) -> Tensor:
+        """Cluster means; empty clusters move to the points farthest from their current centre."""
+        # One-hot GEMM instead of index_add_: deterministic on CUDA (no float atomics).
+        with full_precision(self.x.device.type):
+            sums = (labels.unsqueeze(0) == self.clusters.unsqueeze(1)).to(self.x.dtype) @ self.x_ones
+        counts = sums[:, -1:]
+        means = sums[:, :-1] / counts.clamp_min(1)
+        empty = counts == 0
+        farthest = min_sq.topk(len(counts)).indices
+        # The j-th empty cluster takes the j-th farthest point, so reseeded centres are distinct points (a cluster
+        # before the first empty one reads index -1, which `where` discards).
+        rank = empty.squeeze(1).cumsum(0) - 1
+        return torch.where(empty, self.x[farthest[rank]], means)
 
 
 def _lloyd(x: Tensor, centers: Tensor, max_iter: int, tol: float) -> tuple[Tensor, Tensor, Tensor]:
     """Lloyd iterations from ``centers``; returns (centers, labels, inertia as a 0-d tensor)."""
-    k = centers.shape[0]
+    data = _LloydData(x, centers.shape[0])
     # Tolerance relative to the data's mean per-feature variance, as in scikit-learn.
     abs_tol = tol * x.var(0, correction=0).mean()
     for it in range(1, max_iter + 1):
-        min_sq, labels = sq_distances(x, centers).min(1)
-        new_centers = _means_with_reseeding(x, labels, min_sq, k)
-        shift = (new_centers - centers).pow(2).sum()
+        min_sq, labels = data.assign(centers)
+        new_centers = data.means(labels, min_sq)
+        # the shift is read only at a check, so only then computed
+        converged = it % CHECK_EVERY == 0 and bool((new_centers - centers).pow(2).sum() <= abs_tol)
         centers = new_centers
-        if it % CHECK_EVERY == 0 and bool(shift <= abs_tol):
+        if converged:
             break
-    min_sq, labels = sq_distances(x, centers).min(1)
+    min_sq, labels = data.assign(centers)
     return centers, labels, min_sq.sum()
 
 
