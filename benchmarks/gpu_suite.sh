@@ -44,8 +44,10 @@ for part in "${parts[@]}"; do
                 --warmup 2 --packs --population 32 64 --precision tf32 --compile
             run throughput_bf16_compiled "$python" benchmarks/throughput.py --device cuda --n 70000 --epochs 3 \
                 --warmup 2 --packs --population 32 64 --precision bf16 --compile ;;
-        overhead) run brb_overhead "$python" benchmarks/brb_overhead.py --n 70000 --epochs 3 --interval 20 \
-                      --subsample 10000 ;;
+        overhead)
+            run recluster_time "$python" benchmarks/recluster_time.py --device cuda --repeats 7
+            run brb_overhead "$python" benchmarks/brb_overhead.py --n 70000 --epochs 3 --interval 20 \
+                --subsample 10000 ;;
     esac
 done
 echo "logs in $logs; failed: ${failed[*]:-none}"

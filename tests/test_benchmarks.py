@@ -44,6 +44,21 @@ def test_eval_time_benchmark_runs_on_a_tiny_cpu_case(monkeypatch, capsys):
     assert all(float(v.rstrip("x")) > 0 for r in rows for v in r[1:]), rows
 
 
+def test_recluster_benchmark_counts_operations_and_times_every_method(monkeypatch, capsys):
+    from raydc.clustering.kmeans import RECLUSTER_METHODS
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module("recluster_time")
+    monkeypatch.setattr(sys, "argv", ["recluster_time", "--device", "cpu", "--n", "300", "--repeats", "1"])
+    module.main()
+    sys.modules.pop("recluster_time", None)
+    lines = capsys.readouterr().out.splitlines()
+    counts = next(line for line in lines if line.startswith("operations:"))
+    assert float(counts.split()[-1]) > 0 and int(counts.split()[3].rstrip(",")) > 0
+    timed = {line.split()[0]: float(line.split()[1]) for line in lines if line.split()[0] in RECLUSTER_METHODS}
+    assert set(timed) == set(RECLUSTER_METHODS) and all(s > 0 for s in timed.values())
+
+
 def test_gpu_suite_refuses_an_unknown_part_before_running_anything(tmp_path):
     import subprocess
 
