@@ -96,6 +96,18 @@ def test_kmeans_inertia_matches_sklearn():
     assert labels.unique().numel() == 8
 
 
+def test_lloyd_from_an_init_reaches_sklearns_fixed_point():
+    """Overlapping blobs take many iterations; run to strict convergence from one init, both land on the same
+    partition (our iterations fold ‖x‖² in after the argmin and reuse per-call constants)."""
+    x, _ = make_blobs(n_samples=3000, centers=6, n_features=5, cluster_std=4.0, random_state=2)
+    init = x[:6]
+    reference = KMeans(n_clusters=6, init=init, n_init=1, tol=0.0, max_iter=1000, algorithm="lloyd").fit(x)
+    centers, labels = kmeans(torch.tensor(x), 6, seeded(), init=torch.tensor(init), tol=0.0, max_iter=1000)
+    assert reference.n_iter_ > 10
+    assert torch.equal(labels, torch.tensor(reference.labels_, dtype=torch.int64))
+    assert torch.allclose(centers, torch.tensor(reference.cluster_centers_), atol=1e-9)
+
+
 def test_kmeans_reseeds_empty_clusters_from_duplicated_init(blobs):
     x, _ = blobs
     init = x[:1].repeat(K, 1)  # all centres identical: after one step four clusters are empty
