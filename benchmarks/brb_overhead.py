@@ -77,11 +77,11 @@ def measure_step(algorithm: str, args: argparse.Namespace, data, device: torch.d
     for name, part in parts.items():
         with OperationCount() as counted:
             part(state)
-        operations[name] = sum(counted.counts.values())
+        operations[name] = counted.total
     with OperationCount() as counted:
         trial.periodic_step()
     medians = {name: statistics.median(v[1:]) for name, v in seconds.items()}  # the first round warms up
-    return medians, operations, sum(counted.counts.values())
+    return medians, operations, counted.total
 
 
 def main() -> None:

@@ -37,6 +37,10 @@ class OperationCount(TorchDispatchMode):
         super().__init__()
         self.counts: collections.Counter[str] = collections.Counter()
 
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if not func.is_view and func.overloadpacket.__name__ not in NO_KERNEL:
             self.counts[func.overloadpacket.__name__] += 1
@@ -80,7 +84,7 @@ def count_operations(args: argparse.Namespace) -> None:
             with OperationCount() as counted:
                 step()
         top = ", ".join(f"{name} {n}" for name, n in counted.counts.most_common(args.top))
-        print(f"{algorithm} population={population}: {sum(counted.counts.values())} operations per step ({top})")
+        print(f"{algorithm} population={population}: {counted.total} operations per step ({top})")
 
 
 def fusion_headroom(args: argparse.Namespace) -> None:
@@ -118,7 +122,7 @@ def fusion_headroom(args: argparse.Namespace) -> None:
         inductor_metrics.reset()
         forward_backward(fuse(forward, "cpu"))
         print(f"{algorithm} population={population} forward + backward: {gemms} GEMMs, and "
-              f"{sum(counted.counts.values()) - gemms} other operations eager vs "
+              f"{counted.total - gemms} other operations eager vs "
               f"{inductor_metrics.generated_kernel_count} fused kernels compiled")
 
 

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from eval_time import seconds
 from profile_step import OperationCount
 
 from raydc.clustering.kmeans import RECLUSTER_METHODS, _kmeans_plusplus_indices, kmeans, recluster
-from raydc.train import resolve_device, sync_device
+from raydc.train import resolve_device
 
 
 def embedding(n: int, d: int, k: int, device: torch.device) -> torch.Tensor:
@@ -32,18 +31,7 @@ def embedding(n: int, d: int, k: int, device: torch.device) -> torch.Tensor:
 def operations(call) -> int:
     with OperationCount() as counted:
         call()
-    return sum(counted.counts.values())
-
-
-def seconds(call, device: torch.device, repeats: int) -> float:
-    times = []
-    for _ in range(repeats + 1):
-        sync_device(device)
-        t0 = time.perf_counter()
-        call()
-        sync_device(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:])  # the first call warms up
+    return counted.total
 
 
 def main() -> None:
