@@ -8,6 +8,9 @@ GPU, so the count is the device-independent part of a step's cost:
     python benchmarks/profile_step.py --device cpu --algorithm dec idec dcn --population 0 4
 and --fusion compares a step's forward + backward eager with what train.compile fuses it into (CPU inductor):
     python benchmarks/profile_step.py --device cpu --fusion --algorithm dec idec dcn --population 0 4
+and --traffic counts the bytes a step reads and writes, eager and compiled, and the epoch time moving them takes at a
+GPU's memory bandwidth (what bounds a large population, whose kernels are few but big):
+    python benchmarks/profile_step.py --device cpu --traffic --population 0 16 64 --bandwidth 3.35
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import collections
 import itertools
 
 import torch
+import torch.utils._pytree as pytree
 from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -27,7 +31,12 @@ from raydc.trial import Trial
 
 STEPS = 20
 GEMMS = {"mm", "addmm", "bmm", "baddbmm"}
-NO_KERNEL = {"_unsafe_view", "_record_function_enter_new", "_record_function_exit"}  # aliasing and profiler markers
+# aliasing, allocation and profiler markers: no kernel runs
+NO_KERNEL = {"_unsafe_view", "empty", "empty_like", "empty_strided",
+             "_record_function_enter_new", "_record_function_exit"}
+# Arguments a schema marks as written that these kernels only read: the fused Adam writes gradients only to unscale
+# them (grad_scale) or to negate them (maximize), neither of which a step uses.
+READ_ONLY = {"_fused_adam_": {"grads"}}
 
 
 class OperationCount(TorchDispatchMode):
@@ -45,6 +54,48 @@ class OperationCount(TorchDispatchMode):
         if not func.is_view and func.overloadpacket.__name__ not in NO_KERNEL:
             self.counts[func.overloadpacket.__name__] += 1
         return func(*args, **(kwargs or {}))
+
+
+def _footprint(tensor: torch.Tensor) -> int:
+    """Bytes a kernel touches for `tensor`: broadcast (stride 0) dimensions are read once."""
+    elements = 1
+    for size, stride in zip(tensor.shape, tensor.stride()):
+        elements *= size if stride else 1
+    return elements * tensor.element_size()
+
+
+class ByteCount(TorchDispatchMode):
+    """Bytes each dispatched operation reads and writes, by name: every input read once, every output (out= buffers
+    too) written once, arguments modified in place read and written: the memory traffic of eager kernels that find
+    nothing in cache."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes: collections.Counter[str] = collections.Counter()
+
+    @property
+    def total(self) -> int:
+        return sum(self.bytes.values())
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = func.overloadpacket.__name__
+        if func.is_view or name in NO_KERNEL:
+            return out
+        moved, inputs = 0, set()
+        for i, argument in enumerate(func._schema.arguments):
+            value = args[i] if i < len(args) else kwargs.get(argument.name)
+            modified = argument.alias_info is not None and argument.alias_info.is_write and not argument.is_out
+            modified = modified and argument.name not in READ_ONLY.get(name, ())
+            for tensor in pytree.tree_leaves(value):
+                if isinstance(tensor, torch.Tensor):
+                    moved += _footprint(tensor) * (2 if modified else 1)  # an out= buffer is only written
+                    inputs.add(tensor.data_ptr())
+        moved += sum(_footprint(t) for t in pytree.tree_leaves(out)
+                     if isinstance(t, torch.Tensor) and t.data_ptr() not in inputs)  # in-place results alias inputs
+        self.bytes[name] += moved
+        return out
 
 
 def trial_steps(args: argparse.Namespace, data, device: torch.device):
@@ -87,35 +138,35 @@ def count_operations(args: argparse.Namespace) -> None:
         print(f"{algorithm} population={population}: {counted.total} operations per step ({top})")
 
 
+def forward_case(algorithm: str, population: int, data):
+    """(forward, run): a trial's model (or a population's vmapped forward) and a function running forward + backward
+    of a given forward (eager, or compiled from it) on a fixed batch, on the CPU."""
+    from raydc.population.stack import StackedModels
+
+    configs = [make_config({"seed": s, "device": "cpu", "pretrain": {"epochs": 0},
+                            "train": {"algorithm": algorithm, "cuda_graphs": False}})
+               for s in range(max(1, population))]
+    trials = [Trial(c, data, torch.device("cpu")) for c in configs]
+    for trial in trials:
+        trial.init_clustering()
+    index = torch.arange(256)
+    x, x_aug = data.x[index], data.x[index].flip(-1)
+    if not population:
+        return trials[0].model, lambda terms: terms(x, x_aug, index)["loss"].backward()
+    stack = StackedModels([t.model for t in trials])
+    x, x_aug, index = (t.expand(population, *t.shape).contiguous() for t in (x, x_aug, index))
+    return stack.terms, lambda terms: stack.gradients(terms(x, x_aug, index)["loss"].sum())
+
+
 def fusion_headroom(args: argparse.Namespace) -> None:
     """Kernels of a step's forward + backward eager vs compiled as train.compile compiles it (inductor, on the CPU),
     for one trial or a population: what fusing the element-wise work would leave. GEMMs stay library calls either way
     and are counted apart."""
     import torch._inductor.metrics as inductor_metrics
 
-    from raydc.population.stack import StackedModels
-
     data = synthetic_mnist(2_000)
     for algorithm, population in itertools.product(args.algorithm, args.population):
-        configs = [make_config({"seed": s, "device": "cpu", "pretrain": {"epochs": 0},
-                                "train": {"algorithm": algorithm, "cuda_graphs": False}})
-                   for s in range(max(1, population))]
-        trials = [Trial(c, data, torch.device("cpu")) for c in configs]
-        for trial in trials:
-            trial.init_clustering()
-        index = torch.arange(256)
-        x, x_aug = data.x[index], data.x[index].flip(-1)
-        if population:
-            stack = StackedModels([t.model for t in trials])
-            x, x_aug, index = (t.expand(population, *t.shape).contiguous() for t in (x, x_aug, index))
-
-            def forward_backward(terms):
-                stack.gradients(terms(x, x_aug, index)["loss"].sum())
-            forward = stack.terms
-        else:
-            def forward_backward(terms):
-                terms(x, x_aug, index)["loss"].backward()
-            forward = trials[0].model
+        forward, forward_backward = forward_case(algorithm, population, data)
         with OperationCount() as counted:
             forward_backward(forward)
         gemms = sum(n for name, n in counted.counts.items() if name in GEMMS)
@@ -124,6 +175,50 @@ def fusion_headroom(args: argparse.Namespace) -> None:
         print(f"{algorithm} population={population} forward + backward: {gemms} GEMMs, and "
               f"{counted.total - gemms} other operations eager vs "
               f"{inductor_metrics.generated_kernel_count} fused kernels compiled")
+
+
+def memory_traffic(args: argparse.Namespace) -> None:
+    """Bytes a step moves, eager by kind and with train.compile's forward + backward (inductor on the CPU, whose own
+    count of each fused kernel's reads and writes), GEMM FLOPs, and the epoch time that moving those bytes alone
+    would take at --bandwidth: a floor that no launch or kernel count enters."""
+    import logging
+
+    import torch._inductor.compile_fx as compile_fx
+    import torch._inductor.metrics as inductor_metrics
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from raydc.batches import trained_count
+
+    inductor_log = compile_fx.inductor_metrics_log  # inductor counts bytes only while this log takes INFO records
+    inductor_log.setLevel(logging.INFO)
+    inductor_log.addHandler(logging.NullHandler())
+    torch._inductor.config.fx_graph_cache = False  # nor for a graph it loads from its cache: compile every time
+    torch._functorch.config.enable_autograd_cache = False
+    device, data = torch.device("cpu"), synthetic_mnist(2_000)
+    steps = trained_count(args.n, 256, drop_last=True) // 256
+    gb = 1e9
+    for algorithm, population in itertools.product(args.algorithm, args.population):
+        case = argparse.Namespace(**{**vars(args), "algorithm": algorithm, "population": population, "compile": False})
+        step = trial_steps(case, data, device)
+        for _ in range(2):
+            step()
+        with ByteCount() as moved, FlopCounterMode(display=False) as flops:
+            step()
+        gemm = sum(b for name, b in moved.bytes.items() if name in GEMMS)
+        adam = moved.bytes["_fused_adam_"]
+        forward, forward_backward = forward_case(algorithm, population, data)
+        inductor_metrics.reset()
+        forward_backward(fuse(forward, "cpu"))
+        compiled = inductor_metrics.num_bytes_accessed + adam  # the compiled step keeps the fused Adam kernel
+        members = max(1, population)
+        print(f"{algorithm} population={population}: {moved.total / gb:.3f} GB per step eager (GEMMs {gemm / gb:.3f}, "
+              f"Adam {adam / gb:.3f}, other {(moved.total - gemm - adam) / gb:.3f}), {compiled / gb:.3f} GB "
+              f"compiled; {flops.get_total_flops() / gb:.1f} GFLOP of GEMMs")
+        for label, total in (("eager", moved.total), ("compiled", compiled)):
+            epoch = steps * total / (args.bandwidth * 1e12)
+            print(f"  {label}: moving it takes {epoch:.3f} s per epoch of {steps} steps at {args.bandwidth} TB/s, "
+                  f"at most {members / epoch:.1f} trial-epochs/s")
+        print("  largest eager: " + ", ".join(f"{name} {b / gb:.3f}" for name, b in moved.bytes.most_common(args.top)))
 
 
 def profile_kernels(args: argparse.Namespace) -> None:
@@ -160,11 +255,22 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="on the GPU: profile the step with train.compile")
     parser.add_argument("--fusion", action="store_true",
                         help="with --device cpu: kernels of forward + backward eager vs train.compile")
+    parser.add_argument("--traffic", action="store_true",
+                        help="with --device cpu: bytes a step moves (eager by kind, compiled) and the epoch floor "
+                             "they set")
+    parser.add_argument("--bandwidth", type=float, default=3.35, help="--traffic: memory bandwidth in TB/s "
+                        "(3.35: H100 SXM; 4.8: H200)")
+    parser.add_argument("--n", type=int, default=70_000, help="--traffic: samples per epoch")
     args = parser.parse_args()
     if args.device == "cuda":
         profile_kernels(args)
     else:
-        fusion_headroom(args) if args.fusion else count_operations(args)
+        if args.traffic:
+            memory_traffic(args)
+        elif args.fusion:
+            fusion_headroom(args)
+        else:
+            count_operations(args)
 
 
 if __name__ == "__main__":

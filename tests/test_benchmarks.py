@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -67,3 +68,26 @@ def test_gpu_suite_refuses_an_unknown_part_before_running_anything(tmp_path):
                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHON": "false"})
     assert done.returncode == 2 and "unknown part throughputs" in done.stderr
     assert not logs.exists()  # not even the valid part before it ran
+
+
+def test_byte_count_reads_inputs_and_writes_outputs_once(monkeypatch):
+    """The traffic figures of profile_step.py --traffic: exact bytes for a product, a broadcast add, an in-place update
+    and the fused Adam (which reads its gradients and rewrites parameters and both moments)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module("profile_step")
+    sys.modules.pop("profile_step", None)
+    x, w, bias = torch.ones(8, 5), torch.ones(5, 3), torch.ones(3)
+    with module.ByteCount() as moved:
+        out = x @ w  # reads 40 + 15 floats, writes 24
+        out = out + bias  # the bias is read once, not once per row: 24 + 3 read, 24 written
+        out.mul_(2.0)  # read and written in place: 24 + 24
+        torch.neg(out, out=torch.empty_like(out))  # an out= buffer is written, not read: 24 + 24
+    assert dict(moved.bytes) == {"mm": 4 * 79, "add": 4 * 51, "mul_": 4 * 48, "neg": 4 * 48}
+    params = [torch.zeros(10), torch.zeros(4, 2)]
+    grads, exp_avg, exp_avg_sq = ([torch.ones_like(p) for p in params] for _ in range(3))
+    step = torch.zeros(())
+    with module.ByteCount() as moved:
+        torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], [step, step], lr=1e-3, beta1=0.9, beta2=0.999,
+                           weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
+    # 18 parameters: read p, g, m, v and write p, m, v (7 × 4 bytes each); the step count is read once per tensor
+    assert moved.bytes["_fused_adam_"] == 18 * 7 * 4 + 2 * 4
