@@ -40,6 +40,9 @@ for part in "${parts[@]}"; do
         throughput)
             run throughput_tf32 "$python" benchmarks/throughput.py --device cuda --n 70000 --epochs 3 --warmup 2 \
                 --packs 1 --population 16 32 64 --precision tf32
+            # target 3's own figure: Fig 8's settings and algorithms; epoch 5 is timed, so T = 5 members step in it
+            run throughput_fig8 "$python" benchmarks/throughput.py --device cuda --n 70000 --epochs 4 --warmup 2 \
+                --packs 1 --population 64 --grid fig8 --algorithm dec idec dcn --precision tf32
             run throughput_tf32_compiled "$python" benchmarks/throughput.py --device cuda --n 70000 --epochs 3 \
                 --warmup 2 --packs --population 32 64 --precision tf32 --compile
             run throughput_bf16_compiled "$python" benchmarks/throughput.py --device cuda --n 70000 --epochs 3 \

@@ -91,3 +91,23 @@ def test_byte_count_reads_inputs_and_writes_outputs_once(monkeypatch):
                            weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
     # 18 parameters: read p, g, m, v and write p, m, v (7 × 4 bytes each); the step count is read once per tensor
     assert moved.bytes["_fused_adam_"] == 18 * 7 * 4 + 2 * 4
+
+
+def test_throughput_grid_is_fig8_and_amortizes_each_trials_steps(monkeypatch):
+    """--grid fig8 gives 64 trials the paper's 64 (α, T, lr) settings; the amortized rate adds step / T per trial."""
+    import argparse
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module("throughput")
+    sys.modules.pop("throughput", None)
+    args = argparse.Namespace(grid="fig8", interval=20)
+    points = [module.grid_point(rank, args) for rank in range(128)]
+    assert len({p[1:] for p in points[:64]}) == 64 and points[64:] == [(1, *p[1:]) for p in points[:64]]
+    assert {p[2] for p in points} == {5, 10, 20, 40} and {p[3] for p in points} == {5e-3, 1e-3, 5e-4, 1e-4}
+    # 16 members, four at each T: a population epoch of 1 s gains 0.5 s × 4 × (1/5 + 1/10 + 1/20 + 1/40) = 0.75 s
+    assert module.amortized_rate(args, 16, 1.0, 0.5, packed=False) == pytest.approx(16 / 1.75)
+    # packed trials each take their own steps beside the others: two trials at T = 5 (α varies fastest)
+    assert module.amortized_rate(args, 2, 1.0, 0.5, packed=True) == pytest.approx(2 / 1.1)
+    assert module.amortized_rate(args, 4, 1.0, None, packed=False) is None
+    seeds = argparse.Namespace(grid="seeds", interval=20)
+    assert {module.grid_point(rank, seeds)[2] for rank in range(8)} == {20}
