@@ -39,23 +39,6 @@ NO_KERNEL = {"_unsafe_view", "empty", "empty_like", "empty_strided",
 READ_ONLY = {"_fused_adam_": {"grads"}}
 
 
-class OperationCount(TorchDispatchMode):
-    """Counts the tensor operations dispatched inside the block, by name; views and profiler markers launch no kernel."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.counts: collections.Counter[str] = collections.Counter()
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not func.is_view and func.overloadpacket.__name__ not in NO_KERNEL:
-            self.counts[func.overloadpacket.__name__] += 1
-        return func(*args, **(kwargs or {}))
-
-
 def _footprint(tensor: torch.Tensor) -> int:
     """Bytes a kernel touches for `tensor`: broadcast (stride 0) dimensions are read once."""
     elements = 1
@@ -64,17 +47,22 @@ def _footprint(tensor: torch.Tensor) -> int:
     return elements * tensor.element_size()
 
 
-class ByteCount(TorchDispatchMode):
-    """Bytes each dispatched operation reads and writes, by name: every input read once, every output (out= buffers
-    too) written once, arguments modified in place read and written: the memory traffic of eager kernels that find
-    nothing in cache."""
+class OperationCount(TorchDispatchMode):
+    """Counts the tensor operations dispatched inside the block and the bytes they move, by name; views and profiler
+    markers launch no kernel. Bytes: every input read once, every output (out= buffers too) written once, arguments
+    modified in place read and written: the memory traffic of eager kernels that find nothing in cache."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.counts: collections.Counter[str] = collections.Counter()
         self.bytes: collections.Counter[str] = collections.Counter()
 
     @property
     def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def total_bytes(self) -> int:
         return sum(self.bytes.values())
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -94,6 +82,7 @@ class ByteCount(TorchDispatchMode):
                     inputs.add(tensor.data_ptr())
         moved += sum(_footprint(t) for t in pytree.tree_leaves(out)
                      if isinstance(t, torch.Tensor) and t.data_ptr() not in inputs)  # in-place results alias inputs
+        self.counts[name] += 1
         self.bytes[name] += moved
         return out
 
@@ -202,7 +191,7 @@ def memory_traffic(args: argparse.Namespace) -> None:
         step = trial_steps(case, data, device)
         for _ in range(2):
             step()
-        with ByteCount() as moved, FlopCounterMode(display=False) as flops:
+        with OperationCount() as moved, FlopCounterMode(display=False) as flops:
             step()
         gemm = sum(b for name, b in moved.bytes.items() if name in GEMMS)
         adam = moved.bytes["_fused_adam_"]
@@ -211,10 +200,10 @@ def memory_traffic(args: argparse.Namespace) -> None:
         forward_backward(fuse(forward, "cpu"))
         compiled = inductor_metrics.num_bytes_accessed + adam  # the compiled step keeps the fused Adam kernel
         members = max(1, population)
-        print(f"{algorithm} population={population}: {moved.total / gb:.3f} GB per step eager (GEMMs {gemm / gb:.3f}, "
-              f"Adam {adam / gb:.3f}, other {(moved.total - gemm - adam) / gb:.3f}), {compiled / gb:.3f} GB "
+        print(f"{algorithm} population={population}: {moved.total_bytes / gb:.3f} GB per step eager (GEMMs {gemm / gb:.3f}, "
+              f"Adam {adam / gb:.3f}, other {(moved.total_bytes - gemm - adam) / gb:.3f}), {compiled / gb:.3f} GB "
               f"compiled; {flops.get_total_flops() / gb:.1f} GFLOP of GEMMs")
-        for label, total in (("eager", moved.total), ("compiled", compiled)):
+        for label, total in (("eager", moved.total_bytes), ("compiled", compiled)):
             epoch = steps * total / (args.bandwidth * 1e12)
             print(f"  {label}: moving it takes {epoch:.3f} s per epoch of {steps} steps at {args.bandwidth} TB/s, "
                   f"at most {members / epoch:.1f} trial-epochs/s")

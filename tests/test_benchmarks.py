@@ -71,13 +71,13 @@ def test_gpu_suite_refuses_an_unknown_part_before_running_anything(tmp_path):
 
 
 def test_byte_count_reads_inputs_and_writes_outputs_once(monkeypatch):
-    """The traffic figures of profile_step.py --traffic: exact bytes for a product, a broadcast add, an in-place update
+    """The traffic figures of profile_step.py --traffic (OperationCount.bytes): exact bytes for a product, a broadcast add, an in-place update
     and the fused Adam (which reads its gradients and rewrites parameters and both moments)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     module = importlib.import_module("profile_step")
     sys.modules.pop("profile_step", None)
     x, w, bias = torch.ones(8, 5), torch.ones(5, 3), torch.ones(3)
-    with module.ByteCount() as moved:
+    with module.OperationCount() as moved:
         out = x @ w  # reads 40 + 15 floats, writes 24
         out = out + bias  # the bias is read once, not once per row: 24 + 3 read, 24 written
         out.mul_(2.0)  # read and written in place: 24 + 24
@@ -86,7 +86,7 @@ def test_byte_count_reads_inputs_and_writes_outputs_once(monkeypatch):
     params = [torch.zeros(10), torch.zeros(4, 2)]
     grads, exp_avg, exp_avg_sq = ([torch.ones_like(p) for p in params] for _ in range(3))
     step = torch.zeros(())
-    with module.ByteCount() as moved:
+    with module.OperationCount() as moved:
         torch._fused_adam_(params, grads, exp_avg, exp_avg_sq, [], [step, step], lr=1e-3, beta1=0.9, beta2=0.999,
                            weight_decay=0.0, eps=1e-8, amsgrad=False, maximize=False)
     # 18 parameters: read p, g, m, v and write p, m, v (7 × 4 bytes each); the step count is read once per tensor
