@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Every GPU measurement of the speed targets, one log per part in LOG_DIR (default benchmarks/logs), run from the
 # repository root with the project's Python on PATH (python3 -m pytest / python3 benchmarks/...).
-#   benchmarks/gpu_suite.sh [LOG_DIR] [PART ...]      parts: tests epoch profile eval throughput overhead (default all)
+#   benchmarks/gpu_suite.sh [LOG_DIR] [PART ...]      parts: tests epoch profile eval throughput grid overhead
+#   (default all)
 # Each part stays within a few minutes on one H100, so the parts can also run as separate commands.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 logs=${1:-benchmarks/logs}
 shift || true
 parts=("$@")
-known=(tests epoch profile eval throughput overhead)
+known=(tests epoch profile eval throughput grid overhead)
 [ ${#parts[@]} -eq 0 ] && parts=("${known[@]}")
 for part in "${parts[@]}"; do  # refuse a misspelt part before anything runs
     [[ " ${known[*]} " == *" $part "* ]] || { echo "unknown part $part (${known[*]})" >&2; exit 2; }
@@ -40,13 +41,13 @@ for part in "${parts[@]}"; do
         throughput)
             run throughput_tf32 "$python" benchmarks/throughput.py --device cuda --n 70000 --epochs 3 --warmup 2 \
                 --packs 1 --population 16 32 64 --precision tf32
-            # target 3's own figure: Fig 8's settings and algorithms; epoch 5 is timed, so T = 5 members step in it
-            run throughput_fig8 "$python" benchmarks/throughput.py --device cuda --n 70000 --epochs 4 --warmup 2 \
-                --packs 1 --population 64 --grid fig8 --algorithm dec idec dcn --precision tf32
             run throughput_tf32_compiled "$python" benchmarks/throughput.py --device cuda --n 70000 --epochs 3 \
                 --warmup 2 --packs --population 32 64 --precision tf32 --compile
             run throughput_bf16_compiled "$python" benchmarks/throughput.py --device cuda --n 70000 --epochs 3 \
                 --warmup 2 --packs --population 32 64 --precision bf16 --compile ;;
+        grid)  # target 3's own figure: Fig 8's settings and algorithms; epoch 5 is timed, so T = 5 members step in it
+            run throughput_fig8 "$python" benchmarks/throughput.py --device cuda --n 70000 --epochs 4 --warmup 2 \
+                --packs 1 --population 64 --grid fig8 --algorithm dec idec dcn --precision tf32 ;;
         overhead)
             run recluster_time "$python" benchmarks/recluster_time.py --device cuda --repeats 7
             run brb_overhead "$python" benchmarks/brb_overhead.py --n 70000 --epochs 3 --interval 20 \
