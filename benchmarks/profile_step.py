@@ -26,7 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from epoch_time import synthetic_mnist
 from raydc.config import make_config
 from raydc.fused import fuse
-from raydc.precision import training_precision
+from raydc.precision import network_precision
 from raydc.trial import Trial
 
 STEPS = 20
@@ -118,7 +118,7 @@ def count_operations(args: argparse.Namespace) -> None:
     for algorithm, population in itertools.product(args.algorithm, args.population):
         step = trial_steps(argparse.Namespace(**{**vars(args), "algorithm": algorithm, "population": population}),
                            data, device)
-        with training_precision(args.precision, "cpu"):
+        with network_precision(args.precision, "cpu"):
             for _ in range(3):
                 step()
             with OperationCount() as counted:
@@ -216,7 +216,7 @@ def profile_kernels(args: argparse.Namespace) -> None:
     args = argparse.Namespace(**{**vars(args), "algorithm": args.algorithm[0], "population": args.population[0]})
     data = synthetic_mnist(20_000).to(device)
     step = trial_steps(args, data, device)
-    with training_precision(args.precision, "cuda"):
+    with network_precision(args.precision, "cuda"):
         for _ in range(5):
             step()
         torch.cuda.synchronize()

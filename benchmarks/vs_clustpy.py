@@ -6,8 +6,9 @@ from other processes hits them alike; figures are medians. "train" is the optimi
 clustering epoch does); "+eval" adds raydc's per-epoch evaluation (embedding, ACC/NMI/ARI, geometry metrics),
 which ClustPy does not do. ClustPy is not a dependency of raydc; install it just for this benchmark:
     pip install clustpy==0.0.3
+--precision bf16 runs raydc's network under bfloat16 autocast (ClustPy stays float32): on CPUs with bf16 matrix units.
 Example:
-    python benchmarks/vs_clustpy.py --dataset optdigits --epochs 7 --threads 2
+    python benchmarks/vs_clustpy.py --dataset optdigits --epochs 7 --threads 2 [--precision bf16]
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def raydc_trial(data, device: torch.device, augment: bool, args: argparse.Namesp
                           "data": {"name": args.dataset, "resize": None},
                           "net": {"hidden": [1024, 512, 256], "embedding_dim": 10},
                           "train": {"algorithm": "idec", "batch_size": args.batch_size, "augment": augment,
-                                    "epochs": args.epochs + 1, "lr": 1e-3, "drop_last": False},
+                                    "epochs": args.epochs + 1, "lr": 1e-3, "drop_last": False,
+                                    "precision": args.precision},
                           "brb": {"mode": "baseline"}})
     trial = Trial(config, data, device)
     trial.init_clustering()
@@ -79,13 +81,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"],
+                        help="raydc's train.precision (ClustPy runs float32)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     data = load_dataset(args.dataset).to(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device {name}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, torch {torch.__version__}, {args.dataset} {data.n} x {data.dim}, "
-          f"D-1024-512-256-10, batch {args.batch_size}, {args.epochs} timed epochs, medians")
+    print(f"device {name}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, torch {torch.__version__}, "
+          f"{args.dataset} {data.n} x {data.dim}, D-1024-512-256-10, batch {args.batch_size}, {args.epochs} timed "
+          f"epochs, medians, raydc in {args.precision}")
 
     plain, augmented = raydc_trial(data, device, False, args), raydc_trial(data, device, True, args)
 

@@ -1,7 +1,10 @@
-"""Arithmetic precision of the network's training steps; distances between embeddings and centroids stay float32.
+"""Arithmetic precision of the network in the clustering stage: its training steps and the embeddings evaluation
+scores. Distances between embeddings and centroids stay float32, and so do embeddings once computed; the embeddings
+k-means and reclustering read are computed in float32.
 
 float32: PyTorch's default. tf32: CUDA float32 matrix products on tensor cores with a 10-bit mantissa. bf16: the
-network runs under bfloat16 autocast (matrix products and convolutions in bf16, parameters and optimizer in float32).
+network runs under bfloat16 autocast (matrix products and convolutions in bf16, parameters and optimizer in float32;
+on CPUs with bf16 matrix units, such as AMX, this is where it pays).
 """
 from __future__ import annotations
 
@@ -24,8 +27,8 @@ def _allow_tf32(allowed: bool) -> Iterator[None]:
 
 
 @contextmanager
-def training_precision(precision: str, device_type: str) -> Iterator[None]:
-    """The block's training steps in `precision` (see PRECISIONS) on a device of `device_type`."""
+def network_precision(precision: str, device_type: str) -> Iterator[None]:
+    """The block's network arithmetic in `precision` (see PRECISIONS) on a device of `device_type`."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     with ExitStack() as stack:

@@ -115,7 +115,8 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
                 trial.evaluate(final)
         result.final = {m: getattr(final, m) for m in FINAL_METRICS}
         result.epochs_done = trial.epoch + 1
-        z = embed(eval_net, data.x)
+        # the clustering stage's measured embedding; a self-labeling head trains (and is scored) in float32
+        z = embed(eval_net, data.x) if config.selflabel.epochs > 0 else trial.measured_embedding()
         result.final.update(kmeans_scores(z, data, trial.generator))
         result.labels = trial.prev_labels.cpu().numpy().astype(np.int32)
         result.embedding = z.cpu().numpy().astype(np.float32)

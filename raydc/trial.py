@@ -21,7 +21,7 @@ from raydc.errors import TrialDiverged
 from raydc.fused import fuse, require_compiler
 from raydc.loss_totals import LossTotals
 from raydc.nets import build_network
-from raydc.precision import training_precision
+from raydc.precision import network_precision
 from raydc.pretrain import make_adam
 from raydc.records import EpochRecord
 from raydc.resets import apply_plan, reset_momentum, reset_plan
@@ -35,11 +35,13 @@ HEAD_SEED_OFFSET = 3_000_017  # the self-labeling head's initialisation has its 
 
 
 @torch.no_grad()
-def embed(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Embeddings of x in evaluation mode, in chunks that bound memory."""
+def embed(net: torch.nn.Module, x: torch.Tensor, precision: str = "float32") -> torch.Tensor:
+    """float32 embeddings of x in evaluation mode, the network run at `precision` (network_precision), in chunks that
+    bound memory."""
     was_training = net.training
     net.eval()
-    z = torch.cat([net.encode(chunk) for chunk in x.split(EMBED_CHUNK)])
+    with network_precision(precision, x.device.type):
+        z = torch.cat([net.encode(chunk).float() for chunk in x.split(EMBED_CHUNK)])
     net.train(was_training)
     return z
 
@@ -173,7 +175,7 @@ class Trial:
         self.model.start_epoch(self.epoch + 1, self.data.x)
         self.epoch_embedding = None
         self.totals.zero()
-        with training_precision(cfg.precision, self.device.type):
+        with network_precision(cfg.precision, self.device.type):
             for index, batch, batch_aug in epoch_batches(self.data.x, cfg.batch_size, self.generator, augmenter,
                                                          augment_both=self.config.two_views,
                                                          drop_last=self.config.drops_last_batch):
@@ -213,10 +215,19 @@ class Trial:
             self.move_centers(batch)
         self.epoch_embedding = z  # the network has not changed since: evaluation reuses it
 
+    def measured_embedding(self) -> torch.Tensor:
+        """The whole dataset's embedding that evaluation scores: the epoch's DCN centre pass's when there is one (the
+        network has not changed since), else the evaluation network's at train.precision. What feeds training back
+        (k-means, reclustering, DCN's centre pass) embeds in float32: k-means++ sampling would turn bf16's coarse
+        rounding of a last-bit weight difference into other seeds."""
+        if self.epoch_embedding is not None:
+            return self.epoch_embedding
+        return embed(self.model.eval_net, self.data.x, self.config.train.precision)
+
     @torch.no_grad()
     def evaluate(self, record: EpochRecord) -> torch.Tensor:
         """Fill the record's metrics from one embedding of the whole dataset; returns the labels."""
-        z = self.epoch_embedding if self.epoch_embedding is not None else embed(self.model.eval_net, self.data.x)
+        z = self.measured_embedding()
         labels = self.model.predict(z)
         self.score(record, z, labels, self.model.centers.detach())
         return labels

@@ -27,3 +27,21 @@ def digits():
 def cache(tmp_path_factory):
     """One pretraining per seed for the whole module: fit reuses it, as trials of a study do."""
     return tmp_path_factory.mktemp("pretrain")
+
+
+@pytest.fixture
+def product_dtypes():
+    """A context manager class whose instances record the dtype of every matrix product run inside them."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class ProductDtypes(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.dtypes = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ in ("mm", "addmm", "bmm", "baddbmm"):
+                self.dtypes.add(args[1].dtype)  # the left factor (addmm's first argument is the bias)
+            return func(*args, **(kwargs or {}))
+
+    return ProductDtypes

@@ -10,7 +10,7 @@ from raydc.clustering.kmeans import sq_distances
 from raydc.config import make_config
 from raydc.data.dataset import standardize
 from raydc.population import fit_population
-from raydc.precision import training_precision
+from raydc.precision import network_precision
 from raydc.store import trial_id
 from raydc.train import fit
 from raydc.trial import Trial
@@ -94,7 +94,7 @@ def test_tf32_training_keeps_distances_in_full_precision():
     z = 30 + torch.randn(4096, 10, device="cuda", generator=gen)  # off the origin: TF32's cross term would cancel
     centers = 30 + torch.randn(10, 10, device="cuda", generator=gen)
     full = sq_distances(z, centers)
-    with training_precision("tf32", "cuda"):
+    with network_precision("tf32", "cuda"):
         under_tf32 = sq_distances(z, centers)
         tf32_cross = z @ centers.T
     assert torch.equal(under_tf32, full)
@@ -104,7 +104,7 @@ def test_tf32_training_keeps_distances_in_full_precision():
 def test_distances_stay_float32_under_bf16_autocast():
     gen = torch.Generator().manual_seed(0)
     z, centers = 30 + torch.randn(512, 10, generator=gen), 30 + torch.randn(10, 10, generator=gen)
-    with training_precision("bf16", "cpu"):
+    with network_precision("bf16", "cpu"):
         assert torch.mm(z, centers.T).dtype == torch.bfloat16  # autocast is in effect for the network
         under_bf16 = sq_distances(z, centers)
         from_bf16_embedding = sq_distances(z.bfloat16(), centers)

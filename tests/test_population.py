@@ -203,3 +203,26 @@ def test_unstackable_configs_are_rejected_naming_the_field(change, field, digits
     assert excinfo.value.field == field and str(excinfo.value).startswith(field)
     with pytest.raises(ValueError, match="configs"):
         fit_population([], dataset=digits)
+
+
+def test_stacked_embedding_runs_each_member_at_the_populations_precision(digits, product_dtypes):
+    """A population's evaluation embeds as each member's Trial.measured_embedding does: bf16 products under bf16,
+    float32 embeddings out."""
+    import torch
+
+    from raydc.population.stack import StackedModels
+    from raydc.trial import Trial, embed
+
+    trials = [Trial(_config(seed, train={"precision": "bf16"}), digits, torch.device("cpu")) for seed in (0, 1)]
+    for trial in trials:
+        trial.init_clustering()
+    stack = StackedModels([t.model for t in trials])
+    with product_dtypes() as reduced:
+        z16 = stack.embed(digits.x, "bf16")
+    with product_dtypes() as full:
+        z32 = stack.embed(digits.x)
+    assert reduced.dtypes == {torch.bfloat16} and full.dtypes == {torch.float32}
+    assert z16.dtype == torch.float32 and z16.shape == z32.shape == (2, digits.n, digits.n_clusters)
+    for row, trial in enumerate(trials):
+        assert torch.allclose(z32[row], embed(trial.net, digits.x), atol=1e-5)
+        assert torch.allclose(z16[row], trial.measured_embedding(), rtol=2e-2, atol=1e-2)  # bf16: 8 mantissa bits

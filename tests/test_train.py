@@ -81,6 +81,35 @@ def test_brb_step_embeds_every_sample_once(digits, cache, monkeypatch):
     assert torch.equal(trial.model.assignments, trial.model.predict(embed(trial.net, digits.x)))
 
 
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_evaluation_embeds_at_the_trials_precision_and_what_feeds_training_in_float32(precision, digits, cache,
+                                                                                      monkeypatch, product_dtypes):
+    """Evaluation runs the network at train.precision (bf16 products under bf16) and scores a float32 embedding; the
+    initial k-means, the BRB step and DCN's centre pass (whose embedding evaluation then reuses) embed in float32."""
+    config = _config(train={"algorithm": "dcn", "precision": precision}, brb={"mode": "brb"})
+    trial = Trial(config, digits, torch.device("cpu"))
+    pretrained_state(trial.net, digits, config, trial.augmenter, cache, lambda epoch, loss: None)
+    encode, products = trial.net.encode, []
+
+    def recording_encode(x):
+        with product_dtypes() as seen:
+            z = encode(x)
+        products.append(seen.dtypes)
+        return z
+    monkeypatch.setattr(trial.net, "encode", recording_encode)
+    trial.init_clustering()
+    trial.periodic_step()
+    trial._sweep_centers()
+    assert products == [{torch.float32}] * 3
+    trial.evaluate(EpochRecord(phase="cluster", epoch=0))  # reuses the centre pass's embedding
+    assert len(products) == 3
+    trial.epoch_embedding = None
+    record = EpochRecord(phase="cluster", epoch=0)
+    trial.evaluate(record)
+    assert products[3:] == [{torch.bfloat16 if precision == "bf16" else torch.float32}]
+    assert trial.measured_embedding().dtype == torch.float32 and math.isfinite(record.acc)
+
+
 def test_dcn_epoch_update_keeps_centres_through_steps_then_moves_them_per_batch(digits, cache):
     trial = _ready_trial(_config(train={"algorithm": "dcn"}), digits, cache)
     model, k = trial.model, digits.n_clusters

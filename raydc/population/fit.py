@@ -31,7 +31,7 @@ from raydc.data import Dataset, load_dataset, resized
 from raydc.errors import TrialDiverged
 from raydc.fused import fuse
 from raydc.loss_totals import LossTotals
-from raydc.precision import training_precision
+from raydc.precision import network_precision
 from raydc.population.checkpoint import checkpoint_path, load_population, restore_adam, restore_result, save_population
 from raydc.population.stack import StackedAdam, StackedModels, clip_per_member
 from raydc.records import FINAL_METRICS, EpochRecord, TrialRecord
@@ -311,7 +311,7 @@ def _train_epoch(members: list[Member], step: CapturedStep, data: Dataset) -> li
     order, x, x_aug = _epoch_data(members, data)
     trained = trained_count(data.n, cfg.batch_size, members[0].trial.config.drops_last_batch)
     step.step.totals.zero()
-    with training_precision(cfg.precision, members[0].trial.device.type):
+    with network_precision(cfg.precision, members[0].trial.device.type):
         for start in range(0, trained, cfg.batch_size):
             batch = slice(start, start + cfg.batch_size)
             step(x[:, batch], x_aug[:, batch] if x_aug is not None else None, order[:, batch])
@@ -348,7 +348,7 @@ def _evaluate(members: list[Member], records: list[EpochRecord], stack: StackedM
               last: bool, z: torch.Tensor | None) -> None:
     """Every member's metrics at once from one stacked embedding of the whole dataset (z, when this epoch made
     one)."""
-    z = stack.embed(data.x) if z is None else z
+    z = stack.embed(data.x, members[0].trial.config.train.precision) if z is None else z
     labels, centers = stack.predict(z), stack.centers()
     prev = [m.trial.prev_labels for m in members]  # members start and resume together: all have one or none
     first = members[0].trial

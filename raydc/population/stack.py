@@ -8,7 +8,6 @@ The forward pass is the member model's own forward, run for every member at once
 from __future__ import annotations
 
 import copy
-import math
 from functools import partial
 
 import torch
@@ -19,6 +18,7 @@ from raydc.clustering import CentroidModel
 from raydc.clustering.algorithms import DCN_SWEEP_RATE
 from raydc.clustering.kmeans import nearest
 from raydc.clustering.objectives import dcn_move_centers, dcn_update_centers
+from raydc.precision import network_precision
 from raydc.trial import EMBED_CHUNK
 
 BETAS = (0.9, 0.999)
@@ -91,10 +91,12 @@ class StackedModels:
         return vmap(member_encode, in_dims=(0, None if shared else 0))(encoder, x)
 
     @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """(M, n, d) embedding of the whole dataset by every member, in chunks that bound memory."""
+    def embed(self, x: torch.Tensor, precision: str = "float32") -> torch.Tensor:
+        """(M, n, d) float32 embedding of the whole dataset by every member, run at `precision` (network_precision),
+        in chunks that bound memory."""
         chunk = max(1, EMBED_CHUNK // self.size)
-        return torch.cat([self.encode(part, shared=True) for part in x.split(chunk)], 1)
+        with network_precision(precision, x.device.type):
+            return torch.cat([self.encode(part, shared=True).float() for part in x.split(chunk)], 1)
 
     def centers(self) -> torch.Tensor:
         return self.tensors()["centers"].detach()
