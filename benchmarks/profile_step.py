@@ -87,28 +87,38 @@ class OperationCount(TorchDispatchMode):
         return out
 
 
-def trial_steps(args: argparse.Namespace, data, device: torch.device):
-    """A warm callable running one eager step of a trial (or a population) on a fixed batch."""
+def ready_case(algorithm: str, population: int, data, device: torch.device, train: dict | None = None):
+    """(trials, stacked model or None, batch): trials with pretraining skipped and their initial k-means done, and a
+    fixed batch (x, augmented x, sample indices); for a population (population > 0) its stacked model and the batch
+    repeated per member, laid out as its static buffers."""
+    from raydc.population.stack import StackedModels
+
     configs = [make_config({"seed": s, "device": str(device), "pretrain": {"epochs": 0},
-                            "train": {"algorithm": args.algorithm, "cuda_graphs": False, "precision": args.precision,
-                                      "dcn_update": args.dcn_update, "compile": args.compile}})
-               for s in range(max(1, args.population))]
+                            "train": {"algorithm": algorithm, "cuda_graphs": False, **(train or {})}})
+               for s in range(max(1, population))]
     trials = [Trial(c, data, device) for c in configs]
     for trial in trials:
         trial.init_clustering()
     index = torch.arange(256, device=device)
-    x, x_aug = data.x[index], data.x[index].flip(-1)
-    if not args.population:
-        trial = trials[0]
-        return lambda: trial._step(x, x_aug, index)
-    from raydc.population.fit import _Step
-    from raydc.population.stack import StackedAdam, StackedModels
+    batch = (data.x[index], data.x[index].flip(-1), index)
+    if not population:
+        return trials, None, batch
+    return trials, StackedModels([t.model for t in trials]), tuple(t.expand(population, *t.shape).contiguous()
+                                                                     for t in batch)
 
-    stack = StackedModels([t.model for t in trials])
-    step = _Step(stack, StackedAdam(stack.params, [1e-3] * len(trials)), configs[0], device.type)
-    m = len(trials)
-    xs, xs_aug, indices = (t.expand(m, *t.shape).contiguous() for t in (x, x_aug, index))  # as the static buffers
-    return lambda: step(xs, xs_aug, indices)
+
+def trial_steps(args: argparse.Namespace, data, device: torch.device):
+    """A warm callable running one eager step of a trial (or a population) on a fixed batch."""
+    from raydc.population.fit import _Step
+    from raydc.population.stack import StackedAdam
+
+    trials, stack, batch = ready_case(args.algorithm, args.population, data, device,
+                                      {"precision": args.precision, "dcn_update": args.dcn_update,
+                                       "compile": args.compile})
+    if stack is None:
+        return lambda: trials[0]._step(*batch)
+    step = _Step(stack, StackedAdam(stack.params, [1e-3] * len(trials)), trials[0].config, device.type)
+    return lambda: step(*batch)
 
 
 def count_operations(args: argparse.Namespace) -> None:
@@ -130,21 +140,10 @@ def count_operations(args: argparse.Namespace) -> None:
 def forward_case(algorithm: str, population: int, data):
     """(forward, run): a trial's model (or a population's vmapped forward) and a function running forward + backward
     of a given forward (eager, or compiled from it) on a fixed batch, on the CPU."""
-    from raydc.population.stack import StackedModels
-
-    configs = [make_config({"seed": s, "device": "cpu", "pretrain": {"epochs": 0},
-                            "train": {"algorithm": algorithm, "cuda_graphs": False}})
-               for s in range(max(1, population))]
-    trials = [Trial(c, data, torch.device("cpu")) for c in configs]
-    for trial in trials:
-        trial.init_clustering()
-    index = torch.arange(256)
-    x, x_aug = data.x[index], data.x[index].flip(-1)
-    if not population:
-        return trials[0].model, lambda terms: terms(x, x_aug, index)["loss"].backward()
-    stack = StackedModels([t.model for t in trials])
-    x, x_aug, index = (t.expand(population, *t.shape).contiguous() for t in (x, x_aug, index))
-    return stack.terms, lambda terms: stack.gradients(terms(x, x_aug, index)["loss"].sum())
+    trials, stack, batch = ready_case(algorithm, population, data, torch.device("cpu"))
+    if stack is None:
+        return trials[0].model, lambda terms: terms(*batch)["loss"].backward()
+    return stack.terms, lambda terms: stack.gradients(terms(*batch)["loss"].sum())
 
 
 def fusion_headroom(args: argparse.Namespace) -> None:
@@ -200,9 +199,10 @@ def memory_traffic(args: argparse.Namespace) -> None:
         forward_backward(fuse(forward, "cpu"))
         compiled = inductor_metrics.num_bytes_accessed + adam  # the compiled step keeps the fused Adam kernel
         members = max(1, population)
-        print(f"{algorithm} population={population}: {moved.total_bytes / gb:.3f} GB per step eager (GEMMs {gemm / gb:.3f}, "
-              f"Adam {adam / gb:.3f}, other {(moved.total_bytes - gemm - adam) / gb:.3f}), {compiled / gb:.3f} GB "
-              f"compiled; {flops.get_total_flops() / gb:.1f} GFLOP of GEMMs")
+        other = moved.total_bytes - gemm - adam
+        print(f"{algorithm} population={population}: {moved.total_bytes / gb:.3f} GB per step eager (GEMMs "
+              f"{gemm / gb:.3f}, Adam {adam / gb:.3f}, other {other / gb:.3f}), {compiled / gb:.3f} GB compiled; "
+              f"{flops.get_total_flops() / gb:.1f} GFLOP of GEMMs")
         for label, total in (("eager", moved.total_bytes), ("compiled", compiled)):
             epoch = steps * total / (args.bandwidth * 1e12)
             print(f"  {label}: moving it takes {epoch:.3f} s per epoch of {steps} steps at {args.bandwidth} TB/s, "
