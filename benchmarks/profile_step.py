@@ -10,7 +10,7 @@ and --fusion compares a step's forward + backward eager with what train.compile 
     python benchmarks/profile_step.py --device cpu --fusion --algorithm dec idec dcn --population 0 4
 and --traffic counts the bytes a step reads and writes, eager and compiled, and the epoch time moving them takes at a
 GPU's memory bandwidth (what bounds a large population, whose kernels are few but big):
-    python benchmarks/profile_step.py --device cpu --traffic --population 0 16 64 --bandwidth 3.35
+    python benchmarks/profile_step.py --device cpu --traffic --population 0 16 64 --bandwidth 3.35 [--precision bf16]
 """
 from __future__ import annotations
 
@@ -188,20 +188,21 @@ def memory_traffic(args: argparse.Namespace) -> None:
     for algorithm, population in itertools.product(args.algorithm, args.population):
         case = argparse.Namespace(**{**vars(args), "algorithm": algorithm, "population": population, "compile": False})
         step = trial_steps(case, data, device)
-        for _ in range(2):
-            step()
-        with OperationCount() as moved, FlopCounterMode(display=False) as flops:
-            step()
+        forward, forward_backward = forward_case(algorithm, population, data)
+        with network_precision(args.precision, "cpu"):  # bf16: autocast's casts and half-width GEMM operands
+            for _ in range(2):
+                step()
+            with OperationCount() as moved, FlopCounterMode(display=False) as flops:
+                step()
+            inductor_metrics.reset()
+            forward_backward(fuse(forward, "cpu"))
         gemm = sum(b for name, b in moved.bytes.items() if name in GEMMS)
         adam = moved.bytes["_fused_adam_"]
-        forward, forward_backward = forward_case(algorithm, population, data)
-        inductor_metrics.reset()
-        forward_backward(fuse(forward, "cpu"))
         compiled = inductor_metrics.num_bytes_accessed + adam  # the compiled step keeps the fused Adam kernel
         members = max(1, population)
         other = moved.total_bytes - gemm - adam
-        print(f"{algorithm} population={population}: {moved.total_bytes / gb:.3f} GB per step eager (GEMMs "
-              f"{gemm / gb:.3f}, Adam {adam / gb:.3f}, other {other / gb:.3f}), {compiled / gb:.3f} GB compiled; "
+        print(f"{algorithm} population={population} {args.precision}: {moved.total_bytes / gb:.3f} GB per step eager "
+              f"(GEMMs {gemm / gb:.3f}, Adam {adam / gb:.3f}, other {other / gb:.3f}), {compiled / gb:.3f} GB compiled; "
               f"{flops.get_total_flops() / gb:.1f} GFLOP of GEMMs")
         for label, total in (("eager", moved.total_bytes), ("compiled", compiled)):
             epoch = steps * total / (args.bandwidth * 1e12)
