@@ -26,7 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from epoch_time import synthetic_mnist
 from raydc.config import make_config
 from raydc.fused import fuse
-from raydc.precision import network_precision
+from raydc.precision import PRECISIONS, network_precision
 from raydc.trial import Trial
 
 STEPS = 20
@@ -238,7 +238,7 @@ def main() -> None:
     parser.add_argument("--algorithm", nargs="+", default=["idec"], choices=["dec", "idec", "dcn"])
     parser.add_argument("--population", type=int, nargs="+", default=[0],
                         help="members of a stacked population (0: one trial)")
-    parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"])
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--dcn-update", default="epoch", choices=["epoch", "step"], help="train.dcn_update")
     parser.add_argument("--top", type=int, default=15)

@@ -26,6 +26,7 @@ import torch
 
 from raydc.config import make_config
 from raydc.data import load_dataset
+from raydc.precision import PRECISIONS
 from raydc.records import EpochRecord
 from raydc.train import sync_device
 from raydc.trial import Trial
@@ -81,7 +82,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"],
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS,
                         help="raydc's train.precision (ClustPy runs float32)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
