@@ -44,3 +44,17 @@ def exclusive(lock_path: Path | str) -> Iterator[None]:
     with open(lock_path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+
+
+@contextmanager
+def try_exclusive(lock_path: Path | str) -> Iterator[bool]:
+    """Take an exclusive lock on `lock_path` if nobody holds it; yield whether it was taken."""
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True

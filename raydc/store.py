@@ -1,6 +1,6 @@
 """The Parquet contract of a results directory, in one place.
 
-<dir>/trials.parquet   one row per trial: trial_id, status, error, seed, every config field as a flat
+<dir>/trials.parquet/  one row per trial: trial_id, status, error, seed, every config field as a flat
                        dotted column (brb.alpha, train.lr, ...), final metrics (acc, nmi, ari, intra_cd,
                        inter_cd, silhouette, ratio_share, loss, loss_reconstruction; kmeans_acc/nmi/ari of a
                        fresh k-means on the final embedding), epochs_done, timings
@@ -8,25 +8,27 @@
                        trial's include the runs before its checkpoint), pretrain_cached,
                        cluster_cached (clustering stage shared with a trial that differs only in self-labeling),
                        resolved_device (where it ran; `device` is the requested one), version.* columns.
-<dir>/epochs.parquet   one row per (trial_id, phase, epoch): the EpochRecord fields (raydc.records).
+<dir>/epochs.parquet/  one row per (trial_id, phase, epoch): the EpochRecord fields (raydc.records).
 <dir>/assignments/<trial_id>.npz   final labels (int32) and embedding of every sample (float16, standardised
                        per dimension, with the float32 mean and std that restore it).
 <dir>/scores.parquet   written by `raydc select`: one row per finished trial, its label metrics and label-free scores.
 <dir>/selection.parquet   written by `raydc select`: one row per (dataset, criterion), the pick, oracle and regret.
 
-Writes are atomic (temporary file + rename) and serialised by a lock file; appending a row whose key
-already exists replaces the old row, so resumed or re-run trials never duplicate or drop rows.
+trials.parquet and epochs.parquet are directories of immutable parts (raydc.parts): recording a trial writes one
+part per table at a cost independent of the study's size, and a reader never sees a partial file. Appending a row
+whose key already exists supersedes the old row, so resumed or re-run trials never duplicate or drop rows in what
+`ResultStore.trials()` / `.epochs()` return (a plain read of the directory, e.g. pandas or DuckDB, also sees the
+superseded rows of re-run trials until parts merge). Both tables of older studies, single files, stay readable.
+The other files are written atomically (temporary file + rename).
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import types
 import typing
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +36,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from raydc.atomic import atomic_path
+from raydc.parts import PartTable
 from raydc.config import EXECUTION_FIELDS, FORMER_DEFAULTS, TrialConfig, dotted_exclude, flatten, set_dotted
 from raydc.records import EPOCH_FIELDS, FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 
@@ -142,7 +145,9 @@ def _absent_config_values() -> dict[str, Any]:
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """A table written under an older schema, in the current order and types: a missing config column holds what
     those trials ran with (so their configurations match newer rows'), any other missing column nulls."""
-    absent = _absent_config_values()
+    if table.schema.equals(schema):
+        return table
+    absent = _absent_config_values() if set(schema.names) - set(table.column_names) else {}
     columns = []
     for f in schema:
         if f.name in table.column_names:
@@ -152,8 +157,10 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _read(path: Path, schema: pa.Schema) -> pa.Table:
-    return _conform(pq.read_table(path), schema) if path.exists() else schema.empty_table()
+def rows_table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows as dicts (a missing key is null) as a table of `schema`."""
+    rows = list(rows)
+    return pa.Table.from_pydict({name: [r.get(name) for r in rows] for name in schema.names}, schema=schema)
 
 
 def write_table(table: pa.Table, path: Path) -> None:
@@ -163,38 +170,22 @@ def write_table(table: pa.Table, path: Path) -> None:
 
 
 class ResultStore:
-    """A results directory: read and upsert the trials and epochs tables, save assignments."""
+    """A results directory: record and read the trials and epochs tables, save assignments."""
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(self.root / ".store.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def _upsert(self, name: str, schema: pa.Schema, rows: list[dict[str, Any]], key: tuple[str, ...]) -> None:
-        if not rows:
-            return
-        path = self.root / name
-        new = pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema)
-        if path.exists():
-            old = _read(path, schema)
-            new_keys = set(zip(*(new.column(k).to_pylist() for k in key)))
-            keep = [tuple(vals) not in new_keys for vals in zip(*(old.column(k).to_pylist() for k in key))]
-            new = pa.concat_tables([old.filter(pa.array(keep, pa.bool_())), new])
-        write_table(new, path)
+        lock = self.root / ".store.lock"
+        self._trials = PartTable(self.root / TRIALS_FILE, trials_schema(), ("trial_id",),
+                                 lambda t: _conform(t, trials_schema()), lock)
+        self._epochs = PartTable(self.root / EPOCHS_FILE, epochs_schema(), EPOCH_KEY,
+                                 lambda t: _conform(t, epochs_schema()), lock)
 
     def append(self, trials: Iterable[dict[str, Any]] = (), epochs: Iterable[dict[str, Any]] = ()) -> None:
-        """Upsert rows: a trial row replaces the one with its trial_id, an epoch row its (trial, phase, epoch)."""
-        with self._locked():
-            self._upsert(EPOCHS_FILE, epochs_schema(), list(epochs), EPOCH_KEY)
-            self._upsert(TRIALS_FILE, trials_schema(), list(trials), ("trial_id",))
+        """Record rows: a trial row supersedes the one with its trial_id, an epoch row its (trial, phase, epoch).
+        Epochs first, so a reader that sees a trial's row sees its epochs."""
+        for table, rows in ((self._epochs, epochs), (self._trials, trials)):
+            table.append(rows_table(rows, table.schema))
 
     def save_assignments(self, tid: str, record: TrialRecord) -> None:
         if record.labels is None:
@@ -218,7 +209,7 @@ class ResultStore:
         return saved
 
     def trials(self) -> pa.Table:
-        return _read(self.root / TRIALS_FILE, trials_schema())
+        return self._trials.read()
 
     def epochs(self) -> pa.Table:
-        return _read(self.root / EPOCHS_FILE, epochs_schema())
+        return self._epochs.read()

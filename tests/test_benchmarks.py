@@ -111,3 +111,13 @@ def test_throughput_grid_is_fig8_and_amortizes_each_trials_steps(monkeypatch):
     assert module.amortized_rate(args, 4, 1.0, None, packed=False) is None
     seeds = argparse.Namespace(grid="seeds", interval=20)
     assert {module.grid_point(rank, seeds)[2] for rank in range(8)} == {20}
+
+
+def test_store_scale_times_recording_and_the_rewrite_baseline(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module("store_scale")
+    monkeypatch.setattr(sys, "argv", ["store_scale", "--trials", "3", "--record", "4", "--baseline", "3"])
+    module.main()
+    sys.modules.pop("store_scale", None)
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.split()[0] == "3" and "median" in line and "rewrite:" in line
