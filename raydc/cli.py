@@ -60,12 +60,14 @@ def print_epoch(record) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from raydc.data import load_dataset
     from raydc.store import ResultStore, epoch_row, trial_id, trial_row
     from raydc.train import fit, is_checkpoint_epoch
 
     config = load_trial_config(args.config, args.set)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise ConfigError("--out", f"{args.out} is a file; give a directory for the results")
+    dataset = load_dataset(config.data.name, data_dir=config.data.dir)  # a missing dataset fails before --out exists
     store = ResultStore(args.out)
     tid = trial_id(config)
     epochs: list[dict[str, Any]] = []
@@ -78,9 +80,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             store.append(epochs=epochs)
             epochs.clear()
 
-    record = fit(config, report, checkpoint_dir=Path(args.out) / "checkpoints" / tid)
-    store.append([trial_row(tid, record)], epochs)
+    record = fit(config, report, checkpoint_dir=Path(args.out) / "checkpoints" / tid, dataset=dataset)
     store.save_assignments(tid, record)
+    store.save_model(tid, record)
+    store.append([trial_row(tid, record)], epochs)
     print(f"trial {tid} {record.status}" + (f": {record.error}" if record.error else "")
           + f"  acc {_fmt(record.final.get('acc'))}  wall {record.wall_time_s:.1f}s")
     print(f"results: {Path(args.out).resolve()}/trials.parquet, epochs.parquet")
@@ -102,6 +105,39 @@ def cmd_select(args: argparse.Namespace) -> int:
     write_tables(args.dir, scores, selection)
     print(selection_markdown(selection), end="")
     print(f"results: {Path(args.dir).resolve()}/{SCORES_FILE}, {SELECTION_FILE}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from raydc.export import export_selected
+
+    try:
+        cards = export_selected(args.dir, args.criterion, args.out)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"raydc: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    for card in cards:
+        print(f"{card['data.name']}: {args.criterion} selects {card['config_id']} ({len(card['trials'])} seeds): "
+              f"{card['configuration']['config']}")
+    print(f"models and model_card.json in {Path(args.out).resolve()}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from raydc.export import read_samples
+    from raydc.model import ClusteringModel
+
+    try:
+        model = ClusteringModel.load(args.model)
+        clusters = model.predict(read_samples(args.data))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"raydc: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"sample": range(len(clusters)), "cluster": clusters}).to_parquet(args.out, index=False)
+    print(f"{len(clusters)} samples in {len(set(clusters.tolist()))} clusters: {Path(args.out).resolve()}")
     return 0
 
 
@@ -175,6 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="summarise a study directory")
     status.add_argument("dir", help="study directory")
     status.set_defaults(func=cmd_status)
+    export = sub.add_parser("export", help="copy the models a label-free criterion selects, with a model card")
+    export.add_argument("dir", help="study directory")
+    export.add_argument("--criterion", required=True, help="a criterion of raydc select, e.g. vi or mdl+vi")
+    export.add_argument("--out", required=True, help="directory for models/<trial_id>.pt and model_card.json")
+    export.set_defaults(func=cmd_export)
+    predict = sub.add_parser("predict", help="cluster raw samples with a kept model")
+    predict.add_argument("model", help="a model file: <study dir>/models/<trial_id>.pt or one raydc export wrote")
+    predict.add_argument("data", help="samples as .npy, .npz, .csv or .parquet, as the dataset's files hold them")
+    predict.add_argument("--out", default="labels.parquet", help="Parquet file of (sample, cluster)")
+    predict.set_defaults(func=cmd_predict)
     return parser
 
 

@@ -73,4 +73,5 @@ class TrialRecord:
     device: str = "cpu"
     labels: np.ndarray | None = None       # final cluster assignment of every sample
     embedding: np.ndarray | None = None    # final embedding, for label-free model selection
+    model: dict[str, Any] | None = None    # the trained network and centres (raydc.model); None after self-labeling
     versions: dict[str, str] = field(default_factory=dict)

@@ -11,6 +11,7 @@
 <dir>/epochs.parquet/  one row per (trial_id, phase, epoch): the EpochRecord fields (raydc.records).
 <dir>/assignments/<trial_id>.npz   final labels (int32) and embedding of every sample (float16, standardised
                        per dimension, with the float32 mean and std that restore it).
+<dir>/models/<trial_id>.pt   the trained network, centres and input preprocessing of a finished trial (raydc.model).
 <dir>/scores.parquet   written by `raydc select`: one row per finished trial, its label metrics and label-free scores.
 <dir>/selection.parquet   written by `raydc select`: one row per (dataset, criterion), the pick, oracle and regret.
 
@@ -36,6 +37,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from raydc.atomic import atomic_path
+from raydc.model import model_path, save_model
 from raydc.parts import PartTable
 from raydc.config import EXECUTION_FIELDS, FORMER_DEFAULTS, TrialConfig, dotted_exclude, flatten, set_dotted
 from raydc.records import EPOCH_FIELDS, FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
@@ -198,6 +200,11 @@ class ResultStore:
         with atomic_path(self.root / ASSIGNMENTS_DIR / f"{tid}.npz") as temp, open(temp, "wb") as fh:
             np.savez_compressed(fh, labels=record.labels, embedding_z=((embedding - mean) / std).astype(np.float16),
                                 embedding_mean=mean, embedding_std=std)
+
+    def save_model(self, tid: str, record: TrialRecord) -> None:
+        """The trial's trained network and centres as <dir>/models/<tid>.pt (raydc.model)."""
+        if record.model is not None:
+            save_model(record.model, model_path(self.root, tid))
 
     def load_assignments(self, tid: str) -> dict[str, np.ndarray]:
         """{"labels", "embedding" (float32; float16 in files written before standardised storage)}."""

@@ -17,6 +17,7 @@ from raydc.clustering.kmeans import kmeans
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
 from raydc.data import Dataset, load_dataset, resized
 from raydc.errors import TrialDiverged
+from raydc.model import model_state
 from raydc.pretrain import cluster_cache_path, is_contrastive, pretrained_state
 from raydc.records import FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 from raydc.selflabel import SelfLabeling
@@ -120,6 +121,8 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
         result.final.update(kmeans_scores(z, data, trial.generator))
         result.labels = trial.prev_labels.cpu().numpy().astype(np.int32)
         result.embedding = z.cpu().numpy().astype(np.float32)
+        if config.selflabel.epochs == 0:  # a self-labeling head's clusters are not centres: not kept yet
+            result.model = model_state(config, result.config, trial.model, data.mean, data.std)
         result.status = "finished"
     except TrialDiverged as exc:
         result.status, result.error = "failed", str(exc)

@@ -4,7 +4,7 @@ with periodic resets, and saved assignments."""
 from __future__ import annotations
 
 import itertools
-import os
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -147,7 +147,7 @@ def test_report_skips_what_a_study_lacks(tmp_path, capsys):
     store = ResultStore(study)
     trials = store.trials()
     keep = trials.filter(pc.equal(trials["brb.mode"], "brb")).to_pylist()
-    os.remove(study / "trials.parquet")
+    shutil.rmtree(study / "trials.parquet")
     store.append(keep)
     assert main(["report", str(study), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out

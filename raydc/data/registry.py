@@ -24,19 +24,23 @@ class DatasetInfo:
     image_shape: tuple[int, int, int]  # (C, H, W)
     color: bool
     source: Source
+    raw_range: tuple[float, float]  # the pixel values as the dataset's files hold them, mapped to [0, 1] on loading
+    equalized: bool  # histograms equalised per channel on loading (GTSRB)
 
 
-def _info(name: str, n_samples: int, n_clusters: int, image_shape: tuple[int, int, int], source: Source) -> DatasetInfo:
-    return DatasetInfo(name, n_samples, n_clusters, image_shape, image_shape[0] == 3, source)
+def _info(name: str, n_samples: int, n_clusters: int, image_shape: tuple[int, int, int], source: Source,
+          raw_range: tuple[float, float] = (0.0, 255.0)) -> DatasetInfo:
+    return DatasetInfo(name, n_samples, n_clusters, image_shape, image_shape[0] == 3, source, raw_range,
+                       name == "gtsrb")
 
 
 # Sizes follow Table 3 of the BRB paper; `digits` (the OPTDIGITS test split) and `mnist-test` need no download.
 _INFOS = {
     info.name: info
     for info in (
-        _info("digits", 1797, 10, (1, 8, 8), "sklearn"),
-        _info("optdigits", 5620, 10, (1, 8, 8), "files"),
-        _info("usps", 9298, 10, (1, 16, 16), "files"),
+        _info("digits", 1797, 10, (1, 8, 8), "sklearn", (0.0, 16.0)),
+        _info("optdigits", 5620, 10, (1, 8, 8), "files", (0.0, 16.0)),
+        _info("usps", 9298, 10, (1, 16, 16), "files", (-1.0, 1.0)),
         _info("mnist-test", 10000, 10, (1, 28, 28), "files"),
         _info("mnist", 70000, 10, (1, 28, 28), "torchvision"),
         _info("fmnist", 70000, 10, (1, 28, 28), "torchvision"),

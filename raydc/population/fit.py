@@ -34,6 +34,7 @@ from raydc.loss_totals import LossTotals
 from raydc.precision import network_precision
 from raydc.population.checkpoint import checkpoint_path, load_population, restore_adam, restore_result, save_population
 from raydc.population.stack import StackedAdam, StackedModels, clip_per_member
+from raydc.model import model_state
 from raydc.records import FINAL_METRICS, EpochRecord, TrialRecord
 from raydc.scoring import epoch_scores
 from raydc.store import trial_id
@@ -369,4 +370,5 @@ def _finish(member: Member, data: Dataset) -> None:
     result.final.update(kmeans_scores(member.embedding, data, trial.generator))
     result.labels = trial.prev_labels.cpu().numpy().astype(np.int32)
     result.embedding = member.embedding.cpu().numpy().astype(np.float32)
+    result.model = model_state(trial.config, result.config, trial.model, data.mean, data.std)
     result.status = "finished"

@@ -32,11 +32,13 @@ def discard_scratch(paths: StudyPaths, tid: str) -> None:
     shutil.rmtree(paths.checkpoint_dir(tid), ignore_errors=True)
 
 
-def record_trial(paths: StudyPaths, tid: str, record: TrialRecord) -> None:
-    """The trial's row, all its epoch rows (earlier attempts' included) and its final assignments."""
+def record_trial(paths: StudyPaths, tid: str, record: TrialRecord, keep_model: bool = True) -> None:
+    """The trial's row, all its epoch rows (earlier attempts' included), its final assignments and its model."""
     store = ResultStore(paths.root)
     journal = EpochJournal(paths.journal_file(tid))
-    store.save_assignments(tid, record)  # first, so a recorded trial always has its labels
+    store.save_assignments(tid, record)  # first, so a recorded trial always has its labels and model
+    if keep_model:
+        store.save_model(tid, record)
     store.append([trial_row(tid, record)], journal.rows())
     journal.remove()
 

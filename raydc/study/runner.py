@@ -162,7 +162,7 @@ def _run_tune(study: Study, paths: StudyPaths, store: ResultStore, param_space: 
     res = spec.resources
     setup = TrialSetup(paths=paths, planned={t.trial_id: t.values for t in study.trials}, base=study.base,
                        seed=spec.search.seeds[0], metric=spec.metric, mode=spec.mode,
-                       checkpoint_every=spec.checkpoint_every, resources=res)
+                       checkpoint_every=spec.checkpoint_every, resources=res, keep_models=spec.keep_models)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the progress line replaces Tune's tables
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     trial_resources = {"cpu": res.cpu, "gpu": res.gpu} if res.workers == 1 else {"cpu": LAUNCHER_CPU}

@@ -20,6 +20,7 @@ resources: {cpu: 1, gpu: 0.25, workers: 1}     # per trial (per worker when work
 checkpoint_every: 10            # epochs between trial checkpoints (a retried trial resumes there)
 max_failures: 2                 # retries of a crashed trial
 pretrain_cache: null            # shared pretraining directory; default <study dir>/pretrain_cache
+keep_models: true               # each finished trial's network and centres in <study dir>/models (raydc.load_model)
 """
 from __future__ import annotations
 
@@ -116,6 +117,7 @@ class StudySpec(_Strict):
     asha: AshaSpec | None = None
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     checkpoint_every: int = Field(default=10, ge=1)
+    keep_models: bool = True
     max_failures: int = Field(default=2, ge=0)
     pretrain_cache: str | None = None
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from raydc.config import make_config
+from raydc.model import MODELS_DIR, human_bytes, models_size
 from raydc.store import ResultStore
 from raydc.study.journal import EpochJournal
 from raydc.study.paths import StudyPaths
@@ -89,6 +90,9 @@ def describe_directory(root: Path) -> str:
         pending = len(planned - recorded) if planned else max(study.planned_count - len(recorded), 0)
         summary += f"; {pending} of {study.planned_count} planned still to run"
     lines.append(f"trials: {summary}; {len(interrupted)} interrupted (resumable)")
+    kept, size = models_size(paths.root)
+    if kept:
+        lines.append(f"models: {kept} kept in {paths.root / MODELS_DIR}, {human_bytes(size)} (raydc.load_model)")
     times = [r["wall_time_s"] for r in rows if r["wall_time_s"] is not None]
     if times:
         lines.append(f"time: {_duration(sum(times))} of trial time; a trial took {_duration(min(times))} to "

@@ -41,6 +41,7 @@ class TrialSetup:
     mode: str                           # max | min: which member's final value the population reports
     checkpoint_every: int
     resources: ResourcesSpec
+    keep_models: bool = True
 
     def resolve(self, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """(trial id, config values) of a Tune trial's parameters."""
@@ -112,7 +113,7 @@ def execute(tid: str, values: dict[str, Any], setup: TrialSetup, forward: Forwar
     record = fit(config, reporter, checkpoint_dir=setup.paths.checkpoint_dir(tid),
                  pretrain_cache=setup.paths.pretrain_cache, dataset=_dataset(config.data.name, config.data.dir))
     if rank == 0:
-        record_trial(setup.paths, tid, record)
+        record_trial(setup.paths, tid, record, setup.keep_models)
     reporter.latest = record.final.get(setup.metric, math.nan)
     done = reporter.epochs if record.status == "finished" else record.epochs_done
     forward(reporter.metrics(done, status=record.status, recorded=True))
@@ -181,7 +182,7 @@ def execute_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSe
     recorded: set[str] = set()
 
     def record_failure(row: int, record: TrialRecord) -> None:  # now: the population may crash before it ends
-        record_trial(setup.paths, members[row][0], record)
+        record_trial(setup.paths, members[row][0], record, setup.keep_models)
         recorded.add(members[row][0])
 
     records = fit_population(configs, lambda row, record: reporters[row](record),
@@ -190,7 +191,7 @@ def execute_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSe
                              on_failure=record_failure)
     for (tid, _), record in zip(members, records):
         if tid not in recorded:
-            record_trial(setup.paths, tid, record)
+            record_trial(setup.paths, tid, record, setup.keep_models)
     finals = [r.final.get(setup.metric, math.nan) for r in records if r.status == "finished"]
     finals = [v for v in finals if math.isfinite(v)]
     reporter = reporters[0]
