@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from raydc.config import ConfigError, make_config, set_dotted
 from raydc.data import DatasetUnavailable
 
 EXIT_INVALID = 2
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE, as a shell reports a pipeline's writer that lost its reader
 
 
 def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
@@ -144,6 +146,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from raydc.report import MissingDimension, render_report
 
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError("--out", f"{args.out} is a file; give a directory for the figures and tables")
     try:
         report = render_report(args.dir, args.out)
     except (FileNotFoundError, MissingDimension) as exc:
@@ -167,11 +171,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = load_study(args.study or out / "study.yaml", datasets=args.dataset)
     out = out or Path("runs") / study.spec.name
     if args.dry_run:
+        from raydc.study.paths import StudyPaths
+
+        StudyPaths.at(out, study.spec.pretrain_cache).check_holds(study.spec.name)  # as the run itself refuses
         print(describe_plan(study, out))
         return 0
+    from raydc.study.interrupt import Interrupted
     from raydc.study.runner import run_study
 
-    summary = run_study(study, out, address=args.address)
+    try:
+        summary = run_study(study, out, address=args.address)
+    except Interrupted as stop:
+        print(f"\nraydc: interrupted by {stop}; finished trials are recorded and interrupted ones keep their last "
+              f"checkpoint.\nresume with: raydc run --resume --out {out}", file=sys.stderr, flush=True)
+        return stop.exit_code
     return 1 if summary.counts.get("error") else 0
 
 
@@ -227,10 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
     except (ConfigError, DatasetUnavailable) as exc:
         print(f"raydc: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    except BrokenPipeError:  # the reader went away (`raydc run --dry-run | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's exit flush must not fail again
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

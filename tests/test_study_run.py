@@ -3,6 +3,7 @@ trial resuming from its checkpoint, and a killed driver whose rerun ends with ex
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ import yaml
 from raydc.cli import main
 from raydc.config import ConfigError
 from raydc.study import runner
-from raydc.store import EPOCH_KEY, epochs_schema, trials_schema
+from raydc.store import EPOCH_KEY, ResultStore, epochs_schema, trials_schema
 from raydc.study.faults import MARKER
 from raydc.study.outcomes import UnfinishedTrials
 from raydc.study.paths import StudyPaths
@@ -39,7 +40,8 @@ def tiny_study(name: str, space: dict, seeds=(0,), **fields) -> dict:
 
 
 def rows(out, table: str) -> list[dict]:
-    return pq.read_table(out / f"{table}.parquet").to_pylist()
+    store = ResultStore(out)
+    return (store.trials() if table == "trials" else store.epochs()).to_pylist()
 
 
 def same_row(a: dict, b: dict) -> bool:
@@ -398,3 +400,40 @@ def test_trial_larger_than_the_local_ray_is_refused(monkeypatch, resources, fiel
     with pytest.raises(ConfigError, match=field):
         runner._concurrency(study, None)  # instead of waiting forever for resources that never come
     assert runner._concurrency(study, "cluster:6379") is None  # a cluster may grow to hold it
+
+
+@pytest.mark.parametrize("signum, joins", [(signal.SIGINT, False), (signal.SIGTERM, True)])
+def test_a_signal_to_the_process_group_stops_the_run_and_resume_completes_it(ray_cluster, tmp_path, signum, joins):
+    """Ctrl-C in a terminal (SIGINT to the foreground group; the run started its own Ray) and a scheduler's
+    preemption (SIGTERM to the job's group; the run joined a cluster): exit 128 + signal, raydc's own resume
+    command, trials resumable, and the resumed study ends with exact rows."""
+    raw = tiny_study(f"signal-{signum}", {"train.algorithm": ["dec", "idec", "dcn"]}, seeds=(0, 1))
+    raw["base"]["train"]["epochs"] = 40
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "study"
+    command = [sys.executable, "-m", "raydc.cli", "run", str(path), "--out", str(out)]
+    driver = subprocess.Popen(command + (["--address", ray_cluster] if joins else []), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True,
+                              env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    deadline = time.monotonic() + 300
+    journals = out / "journal"
+    while not (rows(out, "trials") and any(j.stem not in {t["trial_id"] for t in rows(out, "trials")}
+                                             for j in journals.glob("*.jsonl"))):
+        assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
+        time.sleep(0.2)
+    os.killpg(driver.pid, signum)
+    stdout, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 128 + signum, (stdout, stderr)
+    assert f"resume with: raydc run --resume --out {out}" in stderr
+    for stray in ("Tuner.restore", "Traceback", "FileNotFoundError"):
+        assert stray not in stdout + stderr
+    assert len(rows(out, "trials")) < 6
+    status = subprocess.run([sys.executable, "-m", "raydc.cli", "status", str(out)], capture_output=True, text=True)
+    interrupted = int(status.stdout.split(" interrupted (resumable)")[0].rsplit(" ", 1)[1])
+    assert interrupted >= 1, status.stdout
+
+    assert main(["run", "--resume", "--out", str(out)]) == 0
+    trials = rows(out, "trials")
+    assert len(trials) == 6 and {t["status"] for t in trials} == {"finished"}
+    assert_exact_epochs(out, trials)

@@ -20,7 +20,8 @@ def missing_files_error(
     where = " or ".join(str(root) for root in roots)
     message = f"dataset {name!r} is not available: expected {', '.join(files)} under {where}"
     if failure is None:
-        message += "; load it with download=True on a connected machine, or copy the files there"
+        message += ("; on a machine with internet access any raydc command that uses it downloads it, or copy the "
+                    "files into one of those directories (RAYDC_DATA_DIR names another)")
     else:
         message += f"; {failure}"
     return DatasetUnavailable(message)

@@ -47,3 +47,14 @@ class StudyPaths:
 
     def lock_file(self, tid: str) -> Path:
         return self.root / "journal" / f"{tid}.lock"
+
+    def check_holds(self, study_name: str) -> None:
+        """Refuse a study directory that holds the results of another study."""
+        import yaml
+
+        from raydc.config import ConfigError
+
+        if self.spec_file.exists():
+            previous = (yaml.safe_load(self.spec_file.read_text()) or {}).get("name")
+            if previous != study_name:
+                raise ConfigError("name", f"{self.root} holds the results of study {previous!r}; choose another --out")

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import yaml
 from ray import tune
 
 from raydc.config import ConfigError
@@ -18,6 +17,7 @@ from raydc.store import ResultStore
 from raydc.study.outcomes import UnfinishedTrials
 from raydc.study.paths import StudyPaths
 from raydc.study.populations import discard_recorded, encode, plan_populations, saved_populations
+from raydc.study.interrupt import interruptible
 from raydc.study.progress import ProgressLine
 from raydc.study.record import discard_scratch, done_ids
 from raydc.study.space import Dimension
@@ -35,14 +35,6 @@ class RunSummary:
     elapsed_s: float
 
 
-def check_directory(study: Study, paths: StudyPaths) -> None:
-    """Refuse a study directory that holds the results of another study."""
-    if paths.spec_file.exists():
-        previous = (yaml.safe_load(paths.spec_file.read_text()) or {}).get("name")
-        if previous != study.spec.name:
-            raise ConfigError("name", f"{paths.root} holds the results of study {previous!r}; choose another --out")
-
-
 def write_spec(study: Study, paths: StudyPaths) -> None:
     paths.root.mkdir(parents=True, exist_ok=True)
     tmp = paths.spec_file.with_suffix(".yaml.tmp")
@@ -50,16 +42,15 @@ def write_spec(study: Study, paths: StudyPaths) -> None:
     os.replace(tmp, paths.spec_file)
 
 
-def connect(address: str | None) -> bool:
-    """Join the given cluster, or start a local Ray with no dashboard; True when this call started Ray."""
+def connect(address: str | None) -> None:
+    """Join the given cluster, or start a local Ray with no dashboard (unless Ray is up already)."""
     if ray.is_initialized():
-        return False
+        return
     # Trial output stays in Ray's log files; the driver prints one progress line.
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(include_dashboard=False, log_to_driver=False)
-    return True
 
 
 def _local_gpu() -> bool:
@@ -115,7 +106,7 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
         raise ConfigError("resources.gpu", "this machine has no GPU; set resources.gpu: 0 to run the study on "
                                            "CPU, or join a GPU cluster with --address")
     paths = StudyPaths.at(out, spec.pretrain_cache)
-    check_directory(study, paths)
+    paths.check_holds(study.spec.name)
     store = ResultStore(paths.root)
     done = done_ids(store)
     for tid in done:
@@ -137,15 +128,18 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
         param_space = {"population": tune.grid_search([encode(name, members) for name, members in groups])}
         print(f"as {len(groups)} populations of up to {spec.resources.population} trials", flush=True)
         to_run = len(groups)
-    started_ray = connect(address) if to_run > 0 else False
+    joined_before = ray.is_initialized()  # a caller's Ray stays up
     try:
-        concurrency = _concurrency(study, address) if to_run > 0 else None  # raises when not one trial fits
-        write_spec(study, paths)  # only after every check: --resume continues any directory with a spec
-        if to_run > 0:
-            _run_tune(study, paths, store, param_space, to_run, concurrency)
+        with interruptible():  # Ray's own SIGINT handler is off (TUNE_DISABLE_SIGINT_HANDLER): raydc resumes itself
+            if to_run > 0:
+                connect(address)
+            concurrency = _concurrency(study, address) if to_run > 0 else None  # raises when not one trial fits
+            write_spec(study, paths)  # only after every check: --resume continues any directory with a spec
+            if to_run > 0:
+                _run_tune(study, paths, store, param_space, to_run, concurrency)
     finally:
-        if started_ray:
-            ray.shutdown()
+        if ray.is_initialized() and not joined_before:
+            ray.shutdown()  # ends this run's trial actors: their checkpoints and journals stay for --resume
     now_done = done_ids(store)
     for tid in now_done - done:
         discard_scratch(paths, tid)
@@ -164,6 +158,7 @@ def _run_tune(study: Study, paths: StudyPaths, store: ResultStore, param_space: 
                        seed=spec.search.seeds[0], metric=spec.metric, mode=spec.mode,
                        checkpoint_every=spec.checkpoint_every, resources=res, keep_models=spec.keep_models)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the progress line replaces Tune's tables
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # SIGINT ends the run through raydc.study.interrupt
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     trial_resources = {"cpu": res.cpu, "gpu": res.gpu} if res.workers == 1 else {"cpu": LAUNCHER_CPU}
     scheduler = None
