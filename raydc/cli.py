@@ -97,7 +97,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     from raydc.select import DEFAULT_SELECTION, SCORES_FILE, SELECTION_FILE, run_selection, write_tables
 
     try:
-        scores, _, selection = run_selection(args.dir, tuple(args.criteria or DEFAULT_SELECTION))
+        extra = tuple(c for c in args.criteria or () if c not in DEFAULT_SELECTION)  # rows added to the standard ones
+        scores, _, selection = run_selection(args.dir, DEFAULT_SELECTION + extra)
     except (FileNotFoundError, ValueError) as exc:
         print(f"raydc: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -206,8 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     select = sub.add_parser("select", help="pick configurations without labels (MDL, VI, ...) and report the regret")
     select.add_argument("dir", help="study directory (trials.parquet, assignments/)")
     select.add_argument("--criteria", nargs="+", metavar="NAME",
-                        help="mdl, vi, reconstruction, silhouette, or a rank average such as mdl+vi (default: all "
-                             "four and mdl+vi)")
+                        help="criteria to add to the standard ones (agreement, the default, then mdl, vi, "
+                             "reconstruction, silhouette, ch, db, cross_ch, mdl+vi, agreement+vi): a rank average "
+                             "such as vi+ch")
     select.set_defaults(func=cmd_select)
     report = sub.add_parser("report", help="render a study's figures (PNG) and tables (Markdown, HTML)")
     report.add_argument("dir", help="study directory")

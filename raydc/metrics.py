@@ -245,3 +245,42 @@ def stacked_ratio_shares(x: Tensor, centers: Tensor, threshold: float = 0.9) -> 
     d1, d2 = nearest_two[..., 0], nearest_two[..., 1]
     ratio = torch.where(d2 > 0, d1 / d2, 1.0)
     return (ratio > threshold).to(x.dtype).mean(1)
+
+
+def _cluster_moments(x: Tensor, labels: Tensor, n_clusters: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(M, k) sizes, (M, k, d) means (zero where empty) and (M, n) each point's distance to its cluster's mean."""
+    one_hot = F.one_hot(labels, n_clusters).to(x.dtype)  # (M, n, k)
+    sizes = one_hot.sum(1)
+    means = one_hot.transpose(1, 2) @ x / sizes.clamp(min=1).unsqueeze(2)
+    own = means.gather(1, labels.unsqueeze(2).expand(-1, -1, x.shape[2]))
+    return sizes, means, (x - own).norm(dim=2)
+
+
+def stacked_calinski_harabasz(x: Tensor, labels: Tensor, n_clusters: int) -> Tensor:
+    """(M,) Calinski–Harabasz indices of (M, n, d) embeddings with (M, n) labels, as scikit-learn computes them;
+    NaN for a row with fewer than two clusters."""
+    x = x.double()
+    sizes, means, to_own = _cluster_moments(x, labels, n_clusters)
+    k = (sizes > 0).sum(1)
+    between = (sizes * (means - x.mean(1, keepdim=True)).pow(2).sum(2)).sum(1)
+    within = to_own.pow(2).sum(1)
+    n = x.shape[1]
+    score = between * (n - k) / (within * (k - 1)).clamp(min=torch.finfo(x.dtype).tiny)
+    return torch.where(k > 1, score, torch.nan).float()
+
+
+def stacked_davies_bouldin(x: Tensor, labels: Tensor, n_clusters: int) -> Tensor:
+    """(M,) Davies–Bouldin indices (lower = better separated), as scikit-learn computes them; NaN for a row with
+    fewer than two clusters."""
+    x = x.double()
+    sizes, means, to_own = _cluster_moments(x, labels, n_clusters)
+    present = sizes > 0
+    spread = torch.zeros_like(sizes).scatter_add_(1, labels, to_own) / sizes.clamp(min=1)  # (M, k)
+    separation = torch.cdist(means, means)  # (M, k, k)
+    ratio = (spread.unsqueeze(2) + spread.unsqueeze(1)) / separation
+    ratio = torch.where(separation > 0, ratio, torch.inf)  # coincident centres: as bad as it gets (sklearn: inf)
+    pair = present.unsqueeze(2) & present.unsqueeze(1) & ~torch.eye(n_clusters, dtype=torch.bool, device=x.device)
+    worst = torch.where(pair, ratio, -torch.inf).amax(2)
+    k = present.sum(1)
+    score = torch.where(present, worst, 0.0).sum(1) / k.clamp(min=1)
+    return torch.where(k > 1, score, torch.nan).float()

@@ -27,6 +27,8 @@ class EpochRecord:
     inter_cd: float = NAN
     cl_change: float = NAN          # (1 − NMI(S_t, S_t−1)) · 100
     silhouette: float = NAN         # on predicted labels, fixed subsample
+    calinski_harabasz: float = NAN  # on predicted labels, fixed subsample (higher = tighter, better separated)
+    davies_bouldin: float = NAN     # on predicted labels, fixed subsample (lower = better separated)
     ratio_share: float = NAN        # share of samples with d1/d2 > threshold (Fig 7)
     confident_fraction: float = NAN  # self-labeling: share of samples above the confidence threshold
     nmi_match: float = NAN          # self-labeling: NMI of pseudo-labels and classes on the confident set
@@ -51,7 +53,10 @@ class EpochRecord:
 
 
 EPOCH_FIELDS = tuple(EpochRecord.__dataclass_fields__)
-FINAL_METRICS = ("acc", "nmi", "ari", "intra_cd", "inter_cd", "silhouette", "ratio_share", "loss", "loss_reconstruction")
+FINAL_METRICS = ("acc", "nmi", "ari", "intra_cd", "inter_cd", "silhouette", "ratio_share", "loss", "loss_reconstruction",
+                 "calinski_harabasz", "davies_bouldin")
+# Final metrics that read no label: what a study may search by without labels (raydc.study.spec).
+LABEL_FREE_METRICS = ("silhouette", "calinski_harabasz", "davies_bouldin", "ratio_share", "loss", "loss_reconstruction")
 # Labels of a fresh k-means on the final embedding, as ClustPy's `labels_` report them (vs the algorithm's own).
 KMEANS_METRICS = ("kmeans_acc", "kmeans_nmi", "kmeans_ari")
 
@@ -71,6 +76,7 @@ class TrialRecord:
     pretrain_cached: bool = False
     cluster_cached: bool = False            # the clustering stage came from a trial that differs only in self-labeling
     device: str = "cpu"
+    node: str | None = None                # the Ray node that ran (and recorded) the trial; None outside Ray
     labels: np.ndarray | None = None       # final cluster assignment of every sample
     embedding: np.ndarray | None = None    # final embedding, for label-free model selection
     model: dict[str, Any] | None = None    # the trained network and centres (raydc.model); None after self-labeling

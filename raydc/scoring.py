@@ -29,15 +29,18 @@ def _group_size(device: torch.device, subsample: int) -> int:
 
 def _geometry(z: Tensor, labels: Tensor, classes: Tensor, eval_index: Tensor, n_classes: int, n_clusters: int,
               centers: Tensor | None, ratio_threshold: float) -> dict[str, Tensor]:
-    """(M,) intra_cd, inter_cd, silhouette and (with centers) ratio_share of a group of members, on the device."""
+    """(M,) intra_cd, inter_cd, silhouette, calinski_harabasz, davies_bouldin and (with centers) ratio_share of a
+    group of members, on the device."""
     members, subsample = eval_index.shape
     block = max(1, DISTANCE_BLOCK // (members * subsample))
     z_sub = _rows(z, eval_index)
     intra, inter = metrics.stacked_class_distances(F.normalize(z_sub, dim=2), _rows(classes, eval_index), n_classes,
                                                    block_size=block)
+    labels_sub = _rows(labels, eval_index)
     geometry = {"intra_cd": intra, "inter_cd": inter,
-                "silhouette": metrics.stacked_silhouettes(z_sub, _rows(labels, eval_index), n_clusters,
-                                                          block_size=block)}
+                "silhouette": metrics.stacked_silhouettes(z_sub, labels_sub, n_clusters, block_size=block),
+                "calinski_harabasz": metrics.stacked_calinski_harabasz(z_sub, labels_sub, n_clusters),
+                "davies_bouldin": metrics.stacked_davies_bouldin(z_sub, labels_sub, n_clusters)}
     if centers is not None:
         geometry["ratio_share"] = metrics.stacked_ratio_shares(z, centers, ratio_threshold)
     return geometry

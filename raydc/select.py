@@ -7,6 +7,13 @@ Criteria (config-level value = mean over the configuration's seeds, lower prefer
     reconstruction  final reconstruction loss of the autoencoder
     silhouette      silhouette of the final embedding on predicted labels (higher preferred; the
                     BRB paper, App. H.11, shows it can prefer worse clusterings)
+    ch              Calinski–Harabasz in the trial's own embedding (higher preferred); like every index in the
+                    trial's own embedding it favours embeddings squeezed around their own partition
+    db              Davies–Bouldin in the trial's own embedding; same bias as ch
+    agreement       mean NMI with every other trial's partition of the dataset (higher preferred;
+                    raydc.consensus): misleads when most trials share one failure
+    cross_ch        mean rank of the partition's Calinski–Harabasz in every other trial's embedding (ACE's
+                    idea; raydc.consensus): misleads when most embeddings are poor
     a+b[+c]         rank average: mean over the named criteria of each configuration's rank among the
                     configurations every named criterion scores
 
@@ -33,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 from scipy.stats import spearmanr
 
+from raydc.consensus import agreement, cross_rank, own_indices, sample_index
 from raydc.mdl import mdl_cost
 from raydc.metrics import variation_of_information
 from raydc.results import configuration_labels, load_trials
@@ -53,8 +61,14 @@ CRITERIA = {
     "vi": Criterion("vi"),
     "reconstruction": Criterion("loss_reconstruction"),
     "silhouette": Criterion("silhouette", lower_is_better=False),
+    "ch": Criterion("calinski_harabasz", lower_is_better=False),
+    "db": Criterion("davies_bouldin"),
+    "agreement": Criterion("agreement", lower_is_better=False),
+    "cross_ch": Criterion("cross_ch"),
 }
-DEFAULT_SELECTION = ("mdl", "vi", "reconstruction", "silhouette", "mdl+vi")
+DEFAULT_CRITERION = "agreement"  # the one criterion every study is judged by first (benchmarks/RESULTS.md)
+DEFAULT_SELECTION = (DEFAULT_CRITERION, "mdl", "vi", "reconstruction", "silhouette", "ch", "db", "cross_ch", "mdl+vi",
+                     "agreement+vi")
 SCORE_COLUMNS = [c.column for c in CRITERIA.values()]
 LABEL_METRICS = ("acc", "nmi", "ari")
 # Fewer effective clusters than this and a clustering says nothing about the data.
@@ -80,21 +94,33 @@ def trial_scores(study_dir: Path | str) -> pd.DataFrame:
     trials = load_trials(study_dir)
     store = ResultStore(study_dir)
     labels: dict[str, np.ndarray] = {}
-    mdl, effective = [], []
+    sampled: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # trial → (embedding, labels) on the fixed subsample
+    own: dict[str, dict[str, float]] = {}
     for tid in trials["trial_id"]:
         if (store.root / ASSIGNMENTS_DIR / f"{tid}.npz").exists():
             saved = store.load_assignments(tid)
             labels[tid] = saved["labels"]
-            mdl.append(mdl_cost(saved["embedding"], saved["labels"]))
-            effective.append(effective_clusters(saved["labels"]))
-        else:
-            mdl.append(np.nan)
-            effective.append(np.nan)
-    trials["mdl_bits"] = mdl
-    trials["effective_clusters"] = effective
+            pick = sample_index(len(saved["labels"]))
+            sampled[tid] = saved["embedding"][pick], saved["labels"][pick]
+            own[tid] = {"mdl_bits": mdl_cost(saved["embedding"], saved["labels"]),
+                        "effective_clusters": effective_clusters(saved["labels"]),
+                        **own_indices(saved["embedding"], saved["labels"])}
+    for column in ("mdl_bits", "effective_clusters", "calinski_harabasz", "davies_bouldin"):
+        trials[column] = [own.get(tid, {}).get(column, np.nan) for tid in trials["trial_id"]]
     vi = {cid: vi_stability([labels[t] for t in group["trial_id"] if t in labels])
           for cid, group in trials.groupby("config_id")}
     trials["vi"] = trials["config_id"].map(vi).astype(float)
+    trials["agreement"], trials["cross_ch"] = np.nan, np.nan
+    for _, group in trials.groupby("data.name"):
+        tids = [t for t in group["trial_id"] if t in sampled]
+        if len(tids) < 2:
+            continue
+        embeddings, partitions = [sampled[t][0] for t in tids], [sampled[t][1] for t in tids]
+        judges = np.array([own[t]["effective_clusters"] >= MIN_EFFECTIVE_CLUSTERS for t in tids])
+        where = trials["trial_id"].isin(tids)
+        order = trials.loc[where, "trial_id"].map({t: i for i, t in enumerate(tids)}).to_numpy()
+        trials.loc[where, "agreement"] = agreement(partitions, judges)[order]
+        trials.loc[where, "cross_ch"] = cross_rank(embeddings, partitions, judges)[order]
     trials["config"] = trials["config_id"].map(configuration_labels(trials)) if len(trials) else ""
     return trials[scores_schema().names]
 
@@ -175,7 +201,8 @@ def select(configs: pd.DataFrame, criteria: tuple[str, ...] = DEFAULT_SELECTION)
         oracle = label_oracle(group)
         for name in criteria:
             preferred = preference(group, name).dropna()
-            row = {"data.name": dataset, "criterion": name, "configs_scored": len(preferred),
+            row = {"data.name": dataset, "criterion": name, "default": name == DEFAULT_CRITERION,
+                   "configs_scored": len(preferred),
                    "oracle_config_id": oracle["config_id"], "oracle_config": oracle["config"],
                    "oracle_acc": oracle["acc"], "selected_config_id": None, "selected_config": None,
                    "selected_acc": np.nan, "regret": np.nan, "spearman": np.nan}

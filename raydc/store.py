@@ -7,7 +7,8 @@
                        (wall_time_s, pretrain_time_s, cluster_time_s, selflabel_time_s, reset_time_s; a resumed
                        trial's include the runs before its checkpoint), pretrain_cached,
                        cluster_cached (clustering stage shared with a trial that differs only in self-labeling),
-                       resolved_device (where it ran; `device` is the requested one), version.* columns.
+                       resolved_device (where it ran; `device` is the requested one), node (the Ray node id that
+                       ran it; null outside Ray or for a trial recorded by the driver), version.* columns.
 <dir>/epochs.parquet/  one row per (trial_id, phase, epoch): the EpochRecord fields (raydc.records).
 <dir>/assignments/<trial_id>.npz   final labels (int32) and embedding of every sample (float16, standardised
                        per dimension, with the float32 mean and std that restore it).
@@ -80,7 +81,7 @@ def trials_schema() -> pa.Schema:
     tail += [pa.field(t, pa.float64()) for t in ("wall_time_s", "pretrain_time_s", "cluster_time_s", "selflabel_time_s",
                                                    "reset_time_s")]
     tail += [pa.field("pretrain_cached", pa.bool_()), pa.field("cluster_cached", pa.bool_()),
-             pa.field("resolved_device", pa.string())]
+             pa.field("resolved_device", pa.string()), pa.field("node", pa.string())]
     tail += [pa.field(f"version.{k}", pa.string()) for k in VERSION_KEYS]
     return pa.schema(head + config_fields() + finals + tail)
 
@@ -94,14 +95,16 @@ def epochs_schema() -> pa.Schema:
 def scores_schema() -> pa.Schema:
     """scores.parquet (raydc.select.trial_scores), in column order."""
     ids = [pa.field(c, pa.string()) for c in ("trial_id", "config_id", "config", "data.name")]
-    values = ("acc", "nmi", "ari", "mdl_bits", "vi", "loss_reconstruction", "silhouette", "effective_clusters")
+    values = ("acc", "nmi", "ari", "mdl_bits", "vi", "loss_reconstruction", "silhouette", "calinski_harabasz",
+              "davies_bouldin", "agreement", "cross_ch", "effective_clusters")
     return pa.schema(ids + [pa.field("seed", pa.int64())] + [pa.field(c, pa.float64()) for c in values])
 
 
 def selection_schema() -> pa.Schema:
     """selection.parquet (raydc.select.select), in column order; the selected_* fields are null when nothing
     was scored."""
-    fields = [("data.name", pa.string()), ("criterion", pa.string()), ("configs_scored", pa.int64()),
+    fields = [("data.name", pa.string()), ("criterion", pa.string()), ("default", pa.bool_()),
+              ("configs_scored", pa.int64()),
               ("oracle_config_id", pa.string()), ("oracle_config", pa.string()), ("oracle_acc", pa.float64()),
               ("selected_config_id", pa.string()), ("selected_config", pa.string()), ("selected_acc", pa.float64()),
               ("regret", pa.float64()), ("spearman", pa.float64())]
@@ -129,7 +132,7 @@ def trial_row(tid: str, record: TrialRecord) -> dict[str, Any]:
                selflabel_time_s=record.selflabel_time_s,
                reset_time_s=record.reset_time_s, pretrain_cached=record.pretrain_cached,
                cluster_cached=record.cluster_cached,
-               resolved_device=record.device)
+               resolved_device=record.device, node=record.node)
     row.update({f"version.{k}": record.versions.get(k) for k in VERSION_KEYS})
     return row
 

@@ -13,8 +13,8 @@ from raydc.cli import main
 from raydc.config import flatten, make_config
 from raydc.mdl import description_length, mdl_cost
 from raydc.report.selection import plot_selection_scatter
-from raydc.select import (SCORES_FILE, SELECTION_FILE, configuration_scores, effective_clusters, preference,
-                          run_selection, select, trial_scores, vi_stability)
+from raydc.select import (DEFAULT_CRITERION, DEFAULT_SELECTION, SCORES_FILE, SELECTION_FILE, configuration_scores,
+                          effective_clusters, preference, run_selection, select, trial_scores, vi_stability)
 from raydc.store import ResultStore, scores_schema, selection_schema, trial_id
 
 
@@ -168,7 +168,11 @@ def test_select_command_writes_parquet_and_prints_the_table(study, capsys):
     printed = capsys.readouterr().out
     assert "| digits | silhouette | α=0.6 | 70.00 | 90.00 | 20.00 |" in printed
     selection = pq.read_table(study / SELECTION_FILE).to_pandas()
-    assert len(selection) == 8 and set(selection["criterion"]) == {"mdl", "vi", "silhouette", "mdl+vi"}
+    assert set(selection["criterion"]) == set(DEFAULT_SELECTION) and len(selection) == 2 * len(DEFAULT_SELECTION)
+    assert selection.loc[selection["default"], "criterion"].tolist() == [DEFAULT_CRITERION] * 2
+    assert main(["select", str(study), "--criteria", "vi+ch"]) == 0  # adds rows to the standard ones
+    assert "| digits | agreement (default) |" in capsys.readouterr().out
+    assert set(pq.read_table(study / SELECTION_FILE).column("criterion").to_pylist()) == {*DEFAULT_SELECTION, "vi+ch"}
     assert len(pq.read_table(study / SCORES_FILE)) == 21
     assert not list(study.glob(".*.tmp"))
 

@@ -11,7 +11,10 @@ from raydc.report.tables import html_table, markdown_table
 from raydc.select import CRITERIA, label_oracle, never_selected, preference
 
 AXIS_LABELS = {"mdl": "MDL cost (kbit)", "vi": "VI between seeds (nats)", "reconstruction": "reconstruction loss",
-               "silhouette": "silhouette (predicted labels)"}
+               "silhouette": "silhouette (predicted labels)", "ch": "Calinski–Harabasz (own embedding)",
+               "db": "Davies–Bouldin (own embedding)", "agreement": "mean NMI with the other trials",
+               "cross_ch": "rank of CH in the other embeddings (0 = best)"}
+NAMED_POINTS = 12  # configurations named beside their points: the best by ACC and by the criterion
 AXIS_SCALE = {"mdl": 1e-3}
 HEADER = ["dataset", "criterion", "selected configuration", "ACC (%)", "oracle ACC (%)", "regret (pp)",
           "Spearman ρ", "configs scored"]
@@ -27,7 +30,8 @@ def _rows(selection: pd.DataFrame) -> list[list[str]]:
     for dataset, group in selection.groupby("data.name", sort=False):
         for r in group.itertuples(index=False):
             picked = "(no scores)" if pd.isna(r.selected_config) else r.selected_config
-            rows.append([dataset, r.criterion, picked, _percent(r.selected_acc),
+            criterion = f"{r.criterion} (default)" if getattr(r, "default", False) is True else r.criterion
+            rows.append([dataset, criterion, picked, _percent(r.selected_acc),
                          _percent(r.oracle_acc), _percent(r.regret),
                          "–" if pd.isna(r.spearman) else f"{r.spearman:+.2f}", str(r.configs_scored)])
         best = group.iloc[0]
@@ -51,7 +55,7 @@ def plot_selection_scatter(configs: pd.DataFrame, selection: pd.DataFrame, datas
     configs = for_dataset(configs, dataset)
     name = configs["data.name"].iloc[0]
     chosen = selection[selection["data.name"] == name].set_index("criterion")
-    criteria = [c for c, spec in CRITERIA.items() if configs[spec.column].notna().any()]
+    criteria = [c for c, spec in CRITERIA.items() if spec.column in configs and configs[spec.column].notna().any()]
     if not criteria:
         raise MissingDimension("no label-free scores (no assignments and no final losses)")
     fig = figure(0.8 + 3.0 * len(criteria), 3.4)
@@ -75,6 +79,7 @@ def plot_selection_scatter(configs: pd.DataFrame, selection: pd.DataFrame, datas
             row = scored[scored["config_id"] == picked].iloc[0]
             ax.scatter(scale * row[column], 100 * row["acc"], s=120, facecolor="none", edgecolor="tab:red",
                        linewidth=1.8, zorder=4, label="selected")
+        _name_points(ax, scored[~excluded], column, scale, preference(scored, criterion))
         direction = "lower" if CRITERIA[criterion].lower_is_better else "higher"
         ax.set_title(_panel_title(criterion, chosen.loc[criterion] if criterion in chosen.index else None))
         ax.set_xlabel(f"{AXIS_LABELS.get(criterion, criterion)}\n({direction} preferred)")
@@ -85,6 +90,16 @@ def plot_selection_scatter(configs: pd.DataFrame, selection: pd.DataFrame, datas
     fig.suptitle(f"{name}: label-free scores against ACC ({len(configs)} configurations, mean over seeds)",
                  fontsize=10)
     return fig
+
+
+def _name_points(ax, configs: pd.DataFrame, column: str, scale: float, preferred: pd.Series) -> None:
+    """Label the configurations a reader asks about: the best by ACC and the criterion's favourites."""
+    named = set(configs.nlargest(NAMED_POINTS // 2, "acc").index)
+    named |= set(preferred.reindex(configs.index).dropna().nsmallest(NAMED_POINTS // 2).index)
+    for index in named:
+        row = configs.loc[index]
+        ax.annotate(row["config"], (scale * row[column], 100 * row["acc"]), fontsize=5, alpha=0.8,
+                    xytext=(3, 2), textcoords="offset points")
 
 
 def _panel_title(criterion: str, chosen: pd.Series | None) -> str:

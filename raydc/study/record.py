@@ -25,6 +25,13 @@ def done_ids(store: ResultStore) -> set[str]:
             if status in DONE_STATUSES}
 
 
+def _ray_node() -> str | None:
+    """The id of the Ray node this process runs on, if it runs in Ray."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
 def discard_scratch(paths: StudyPaths, tid: str) -> None:
     EpochJournal(paths.journal_file(tid)).remove()
     paths.params_file(tid).unlink(missing_ok=True)
@@ -36,6 +43,7 @@ def record_trial(paths: StudyPaths, tid: str, record: TrialRecord, keep_model: b
     """The trial's row, all its epoch rows (earlier attempts' included), its final assignments and its model."""
     store = ResultStore(paths.root)
     journal = EpochJournal(paths.journal_file(tid))
+    record.node = _ray_node()
     store.save_assignments(tid, record)  # first, so a recorded trial always has its labels and model
     if keep_model:
         store.save_model(tid, record)
@@ -52,7 +60,7 @@ def record_unfinished(paths: StudyPaths, tid: str, values: dict[str, Any], statu
     cluster = sorted((r for r in rows if r["phase"] == "cluster"), key=lambda r: r["epoch"])
     evaluated = [r for r in cluster if not math.isnan(r["acc"])]
     record = TrialRecord(config=flatten(make_config(values)), status=status, error=error,
-                         final={m: evaluated[-1][m] for m in FINAL_METRICS} if evaluated else {},
+                         final={m: evaluated[-1].get(m) for m in FINAL_METRICS} if evaluated else {},
                          epochs_done=cluster[-1]["epoch"] + 1 if cluster else 0,
                          wall_time_s=max((r["elapsed_s"] for r in rows), default=0.0), versions=versions())
     ResultStore(paths.root).append([trial_row(tid, record)], rows)

@@ -11,7 +11,8 @@ search:
   seeds: [0, 1, 2]
   n: 20                         # random / optuna: number of sampled configurations
   seed: 0                       # sampler seed
-metric: acc                     # a final metric of trials.parquet; label-free: silhouette, ratio_share
+metric: acc                     # a final metric of trials.parquet; label-free (no label read): silhouette,
+                                # calinski_harabasz (max), davies_bouldin (min), ratio_share, loss
 mode: max
 asha: {grace_period: 20, reduction_factor: 3}   # optional early stopping
 resources: {cpu: 1, gpu: 0.25, workers: 1}     # per trial (per worker when workers > 1)
@@ -35,11 +36,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from raydc.config import ConfigError, TrialConfig, flatten, holds_int, make_config
 from raydc.data import DatasetUnavailable, check_available, dataset_names
-from raydc.records import FINAL_METRICS
+from raydc.records import FINAL_METRICS, LABEL_FREE_METRICS
 from raydc.study.effects import affects, unused_reason
 from raydc.study.plan import PlannedTrial, build_config, expand, grid_points, probe_points, random_points
 from raydc.study.space import Dimension, parse_dimension
 
+# raydc select's names of the final metrics a study may also search by.
+METRIC_ALIASES = {"ch": "calinski_harabasz", "db": "davies_bouldin"}
 # Trial-config fields a study sets elsewhere, and where.
 MANAGED_FIELDS = {"seed": "search.seeds", "device": "resources.gpu", "checkpoint_every": "checkpoint_every"}
 
@@ -136,8 +139,10 @@ class StudySpec(_Strict):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, metric: str) -> str:
+        metric = METRIC_ALIASES.get(metric, metric)
         if metric not in FINAL_METRICS:
-            raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(FINAL_METRICS)}")
+            raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(FINAL_METRICS)} (label-free: "
+                             f"{', '.join(LABEL_FREE_METRICS)}; ch and db as in raydc select)")
         return metric
 
     @field_validator("dataset")
