@@ -69,6 +69,7 @@ class TrialRecord:
     final: dict[str, float] = field(default_factory=dict)
     epochs_done: int = 0
     wall_time_s: float = 0.0        # the whole trial, runs before a resume included (see clock.py)
+    ended_at: float | None = None   # when the trial ended, seconds since the epoch (UTC)
     pretrain_time_s: float = 0.0
     cluster_time_s: float = 0.0
     selflabel_time_s: float = 0.0

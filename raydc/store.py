@@ -5,7 +5,7 @@
                        inter_cd, silhouette, ratio_share, loss, loss_reconstruction; kmeans_acc/nmi/ari of a
                        fresh k-means on the final embedding), epochs_done, timings
                        (wall_time_s, pretrain_time_s, cluster_time_s, selflabel_time_s, reset_time_s; a resumed
-                       trial's include the runs before its checkpoint), pretrain_cached,
+                       trial's include the runs before its checkpoint), ended_at (UTC), pretrain_cached,
                        cluster_cached (clustering stage shared with a trial that differs only in self-labeling),
                        resolved_device (where it ran; `device` is the requested one), node (the Ray node id that
                        ran it; null outside Ray or for a trial recorded by the driver), version.* columns.
@@ -26,6 +26,7 @@ The other files are written atomically (temporary file + rename).
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
 import json
 import types
 import typing
@@ -80,6 +81,7 @@ def trials_schema() -> pa.Schema:
     tail = [pa.field("epochs_done", pa.int64())]
     tail += [pa.field(t, pa.float64()) for t in ("wall_time_s", "pretrain_time_s", "cluster_time_s", "selflabel_time_s",
                                                    "reset_time_s")]
+    tail += [pa.field("ended_at", pa.timestamp("us", tz="UTC"))]
     tail += [pa.field("pretrain_cached", pa.bool_()), pa.field("cluster_cached", pa.bool_()),
              pa.field("resolved_device", pa.string()), pa.field("node", pa.string())]
     tail += [pa.field(f"version.{k}", pa.string()) for k in VERSION_KEYS]
@@ -130,6 +132,7 @@ def trial_row(tid: str, record: TrialRecord) -> dict[str, Any]:
     row.update(epochs_done=record.epochs_done, wall_time_s=record.wall_time_s,
                pretrain_time_s=record.pretrain_time_s, cluster_time_s=record.cluster_time_s,
                selflabel_time_s=record.selflabel_time_s,
+               ended_at=None if record.ended_at is None else datetime.fromtimestamp(record.ended_at, timezone.utc),
                reset_time_s=record.reset_time_s, pretrain_cached=record.pretrain_cached,
                cluster_cached=record.cluster_cached,
                resolved_device=record.device, node=record.node)

@@ -128,6 +128,7 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
         result.status, result.error = "failed", str(exc)
     for name, seconds in clock.state_dict().items():
         setattr(result, name, seconds)
+    result.ended_at = time.time()
     return result
 
 

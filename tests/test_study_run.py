@@ -402,18 +402,18 @@ def test_trial_larger_than_the_local_ray_is_refused(monkeypatch, resources, fiel
     assert runner._concurrency(study, "cluster:6379") is None  # a cluster may grow to hold it
 
 
-@pytest.mark.parametrize("signum, joins", [(signal.SIGINT, False), (signal.SIGTERM, True)])
-def test_a_signal_to_the_process_group_stops_the_run_and_resume_completes_it(ray_cluster, tmp_path, signum, joins):
-    """Ctrl-C in a terminal (SIGINT to the foreground group; the run started its own Ray) and a scheduler's
-    preemption (SIGTERM to the job's group; the run joined a cluster): exit 128 + signal, raydc's own resume
-    command, trials resumable, and the resumed study ends with exact rows."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_process_group_stops_the_run_and_resume_completes_it(ray_cluster, tmp_path, signum):
+    """Ctrl-C in a terminal (SIGINT to the foreground group) and a scheduler's preemption (SIGTERM to the job's
+    group): exit 128 + signal, raydc's own resume command, trials resumable, and the resumed study ends with exact
+    rows. The run joins the session's Ray: a second Ray started beside it times out on a loaded 2-core machine."""
     raw = tiny_study(f"signal-{signum}", {"train.algorithm": ["dec", "idec", "dcn"]}, seeds=(0, 1))
     raw["base"]["train"]["epochs"] = 40
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(raw))
     out = tmp_path / "study"
     command = [sys.executable, "-m", "raydc.cli", "run", str(path), "--out", str(out)]
-    driver = subprocess.Popen(command + (["--address", ray_cluster] if joins else []), stdout=subprocess.PIPE,
+    driver = subprocess.Popen(command + ["--address", ray_cluster], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True,
                               env={**os.environ, "RAY_AUTH_MODE": "disabled"})
     deadline = time.monotonic() + 300
@@ -437,3 +437,27 @@ def test_a_signal_to_the_process_group_stops_the_run_and_resume_completes_it(ray
     trials = rows(out, "trials")
     assert len(trials) == 6 and {t["status"] for t in trials} == {"finished"}
     assert_exact_epochs(out, trials)
+
+
+def _overlapping_pairs(trials: list[dict]) -> int:
+    """Pairs of trials whose runs overlapped in time (each ran from ended_at − wall_time_s to ended_at)."""
+    spans = [(t["ended_at"].timestamp() - t["wall_time_s"], t["ended_at"].timestamp()) for t in trials]
+    return sum(1 for i, a in enumerate(spans) for b in spans[i + 1:] if a[0] < b[1] and b[0] < a[1])
+
+
+def test_a_crashed_trial_attempt_leaves_every_slot_busy(ray_cluster, tmp_path):
+    """The crash drill kills one trial's process early; the other trials still run two at a time on 2 CPUs."""
+    raw = tiny_study("crash-slots", {"train.algorithm": ["dec", "idec", "dcn"]}, seeds=(0, 1), max_failures=2)
+    raw["base"]["train"]["epochs"] = 30  # fit time well above a fresh trial actor's start
+    out = tmp_path / "crash-slots"
+    out.mkdir()
+    (out / MARKER).write_text("cluster 1")
+    started = time.monotonic()
+    summary = run_study(parse_study(raw), out)
+    wall = time.monotonic() - started
+    assert summary.counts == {"finished": 6} and not (out / MARKER).exists()
+    trials = rows(out, "trials")
+    crashed = max(trials, key=lambda t: t["ended_at"])  # a retried trial runs last
+    others = [t for t in trials if t is not crashed]
+    print(f"trial-seconds per wall second: {sum(t['wall_time_s'] for t in trials) / wall:.2f}")
+    assert _overlapping_pairs(others) >= 2  # one at a time would overlap at most the first pair

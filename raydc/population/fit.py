@@ -152,6 +152,7 @@ def _stamp_times(result: TrialRecord, clock: TrialClock) -> None:
     """The population's times so far: a member's own end, whether it finishes or fails."""
     totals = clock.state_dict()
     result.cluster_time_s, result.wall_time_s = totals["cluster_time_s"], totals["wall_time_s"]
+    result.ended_at = time.time()
 
 
 def _fail(member: Member, clock: TrialClock) -> None:

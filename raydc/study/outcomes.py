@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ray.tune import Callback
+from ray.tune import Callback, Stopper
 
 from raydc.config import ConfigError
 from raydc.store import ResultStore
@@ -31,9 +31,10 @@ def _error_text(trial: Any) -> str | None:
 class UnfinishedTrials(Callback):
     """A trial that crashed on every retry is recorded as `error`; one ASHA stopped early as `stopped`."""
 
-    def __init__(self, setup: TrialSetup, early_stopping: bool):
+    def __init__(self, setup: TrialSetup, early_stopping: bool, interrupted: Stopper | None = None):
         self.trial_setup = setup  # not `setup`: Callback.setup is a hook
         self.early_stopping = early_stopping
+        self.interrupted = interrupted  # trials a signal stopped are neither stopped early nor crashed: they resume
 
     def _members(self, trial: Any) -> list[tuple[str, dict[str, Any]]]:
         """The study trials a Tune trial ran, with the settings they ran with; none when its parameters are invalid."""
@@ -45,12 +46,19 @@ class UnfinishedTrials(Callback):
             return []
         return [(tid, setup.runtime_values(values, setup.resources.device)) for tid, values in members]
 
+    def _interrupted(self) -> bool:
+        return self.interrupted is not None and self.interrupted.stop_all()
+
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if self._interrupted():
+            return
         if self.early_stopping and not trial.last_result.get("recorded"):
             for tid, values in self._members(trial)[:1]:
                 record_unfinished(self.trial_setup.paths, tid, values, "stopped")
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        if self._interrupted():
+            return
         members = self._members(trial)  # every member of a crashed population
         if not members:
             return

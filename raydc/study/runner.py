@@ -17,7 +17,7 @@ from raydc.store import ResultStore
 from raydc.study.outcomes import UnfinishedTrials
 from raydc.study.paths import StudyPaths
 from raydc.study.populations import discard_recorded, encode, plan_populations, saved_populations
-from raydc.study.interrupt import interruptible
+from raydc.study.interrupt import StopRequest, interruptible
 from raydc.study.progress import ProgressLine
 from raydc.study.record import discard_scratch, done_ids
 from raydc.study.space import Dimension
@@ -130,13 +130,16 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
         to_run = len(groups)
     joined_before = ray.is_initialized()  # a caller's Ray stays up
     try:
-        with interruptible():  # Ray's own SIGINT handler is off (TUNE_DISABLE_SIGINT_HANDLER): raydc resumes itself
+        with interruptible() as stop:  # Tune's own SIGINT handler is off: raydc stops and resumes itself
             if to_run > 0:
                 connect(address)
+                stop.arm()  # ray.init installs its own SIGTERM handler
             concurrency = _concurrency(study, address) if to_run > 0 else None  # raises when not one trial fits
             write_spec(study, paths)  # only after every check: --resume continues any directory with a spec
             if to_run > 0:
-                _run_tune(study, paths, store, param_space, to_run, concurrency)
+                stop.raise_if_set()
+                _run_tune(study, paths, store, param_space, to_run, concurrency, stop)
+            stop.raise_if_set()
     finally:
         if ray.is_initialized() and not joined_before:
             ray.shutdown()  # ends this run's trial actors: their checkpoints and journals stay for --resume
@@ -151,15 +154,18 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
 
 
 def _run_tune(study: Study, paths: StudyPaths, store: ResultStore, param_space: dict[str, Any], to_run: int,
-              concurrency: int | None) -> None:
+              concurrency: int | None, stop: StopRequest) -> None:
     spec = study.spec
     res = spec.resources
     setup = TrialSetup(paths=paths, planned={t.trial_id: t.values for t in study.trials}, base=study.base,
                        seed=spec.search.seeds[0], metric=spec.metric, mode=spec.mode,
                        checkpoint_every=spec.checkpoint_every, resources=res, keep_models=spec.keep_models)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the progress line replaces Tune's tables
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # SIGINT ends the run through raydc.study.interrupt
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # SIGINT stops the run through raydc.study.interrupt
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    # Tune's result grid, which raydc never reads (results live in the store), warns about every trial a signal or
+    # a crash stopped before its first report.
+    logging.getLogger("ray.tune.analysis").setLevel(logging.ERROR)
     trial_resources = {"cpu": res.cpu, "gpu": res.gpu} if res.workers == 1 else {"cpu": LAUNCHER_CPU}
     scheduler = None
     if spec.asha is not None:
@@ -174,12 +180,14 @@ def _run_tune(study: Study, paths: StudyPaths, store: ResultStore, param_space: 
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=spec.metric, mode=spec.mode, search_alg=tpe_search(study, store, paths) if optuna else None,
-            scheduler=scheduler, num_samples=to_run if optuna else 1, reuse_actors=True,
+            # No actor reuse: after a trial's process dies, Ray Tune 2.60 with reused actors runs every later trial
+            # one at a time (a slot is never given back); a fresh actor per trial keeps every slot busy.
+            scheduler=scheduler, num_samples=to_run if optuna else 1, reuse_actors=False,
             max_concurrent_trials=concurrency),
         run_config=tune.RunConfig(
             name=time.strftime("tune-%Y%m%d-%H%M%S"), storage_path=str(paths.ray_dir), verbose=0,
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            callbacks=[UnfinishedTrials(setup, early_stopping=scheduler is not None),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures), stop=stop,
+            callbacks=[UnfinishedTrials(setup, early_stopping=scheduler is not None, interrupted=stop),
                        ProgressLine(to_run, spec.metric, spec.mode)]),
     )
     tuner.fit()
