@@ -113,4 +113,16 @@ def configuration_labels(trials: pd.DataFrame) -> pd.Series:
     varying = [c for c in varying_columns(trials) if c != "data.name"]
     columns = [c for c in LABEL_FIRST if c in varying] + [c for c in varying if c not in LABEL_FIRST]
     firsts = trials.drop_duplicates("config_id").set_index("config_id")
-    return firsts.apply(lambda row: describe(row, columns) or "default", axis=1)
+    return firsts.apply(lambda row: describe(row, _acting(row, columns)) or "default", axis=1)
+
+
+def _acting(row: pd.Series, columns: list[str]) -> list[str]:
+    """The columns whose setting acts in this configuration (a baseline shows no α)."""
+    from raydc.study.effects import affects  # pure rules: no Ray behind them
+
+    fields = {key: row[key] for key in configuration_columns() if key in row.index and pd.notna(row[key])}
+    try:
+        config = make_config(unflatten(fields))
+    except ConfigError:  # a row of a study recorded under other rules: show everything
+        return columns
+    return [c for c in columns if affects(c, config)]

@@ -58,3 +58,15 @@ def test_a_configuration_that_no_longer_validates_keeps_an_id_of_its_own(tmp_pat
     trials = load_trials(study).set_index("trial_id")
     assert trials.loc[trial_id(config), "config_id"] == trial_id(config)[:12]  # net.hidden read back as a list
     assert pd.notna(trials.loc["old", "config_id"]) and trials["config_id"].nunique() == 2
+
+
+def test_a_label_shows_only_the_settings_that_act():
+    """A baseline ignores α: its label names none, while the BRB configurations' labels do."""
+    rows = []
+    for i, brb in enumerate(({"mode": "baseline", "alpha": 0.8}, {"mode": "brb", "alpha": 0.6},
+                             {"mode": "brb", "alpha": 0.8})):
+        config = make_config({"data": {"name": "digits"}, "brb": brb})
+        rows.append({**flatten(config), "config_id": f"c{i}"})
+    trials = pd.DataFrame(rows)
+    trials.loc[0, "brb.alpha"] = 0.6  # as a grid over α records a baseline at each α it collapses
+    assert configuration_labels(trials).to_dict() == {"c0": "baseline", "c1": "brb α=0.6", "c2": "brb α=0.8"}
