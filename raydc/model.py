@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -181,8 +180,8 @@ def models_size(root: Path | str) -> tuple[int, int]:
 
 
 def human_bytes(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
-    return f"{size:.1f} GiB" if not math.isnan(size) else "?"
+    return f"{size:.1f} GiB"

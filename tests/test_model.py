@@ -121,3 +121,13 @@ def test_export_copies_the_selected_configurations_seeds_with_a_card(tmp_path, c
     assert sorted(p.stem for p in (out / "models").glob("*.pt")) == sorted(t["trial_id"] for t in card["trials"])
     assert card["versions"]["raydc"] == raydc.__version__ and card["selection"][0]["criterion"] == "vi"
     assert raydc.load_model(out, card["trials"][0]["trial_id"]).predict(load_digits().data[:5]).shape == (5,)
+
+
+def test_status_shows_the_space_the_kept_models_take(kept):
+    from raydc.study.summary import describe_directory
+
+    root, records = kept
+    store = ResultStore(root)
+    from raydc.store import trial_row
+    store.append([trial_row(tid, record) for tid, record in records.values()])
+    assert "models: 2 kept in " in describe_directory(root) and "KiB (raydc.load_model)" in describe_directory(root)

@@ -57,9 +57,13 @@ def interruptible() -> Iterator[StopRequest]:
             os.kill(os.getpid(), signum)
         request.signum = signum
 
+    def arm() -> None:
+        for s in SIGNALS:
+            signal.signal(s, note)
+
     previous = {s: signal.getsignal(s) for s in SIGNALS}
-    request.arm = lambda: [signal.signal(s, note) for s in SIGNALS] and None
-    request.arm()
+    request.arm = arm
+    arm()
     try:
         yield request
     finally:
