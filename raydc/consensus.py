@@ -17,7 +17,10 @@ Both use one fixed subsample of the samples (SAMPLE_SIZE) and skip degenerate pa
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, normalized_mutual_info_score
+import torch
+from sklearn.metrics import normalized_mutual_info_score
+
+from raydc.metrics import stacked_calinski_harabasz, stacked_davies_bouldin
 
 SAMPLE_SIZE = 3000  # samples every cross score reads: NMI and CH are stable well below this on 10 clusters
 SAMPLE_SEED = 0
@@ -26,10 +29,10 @@ SAMPLE_SEED = 0
 def own_indices(embedding: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Calinski–Harabasz (higher = tighter, better separated) and Davies–Bouldin (lower = better) of a partition
     in its own embedding; NaN for fewer than two clusters."""
-    if len(np.unique(labels)) < 2:
-        return {"calinski_harabasz": np.nan, "davies_bouldin": np.nan}
-    return {"calinski_harabasz": float(calinski_harabasz_score(embedding, labels)),
-            "davies_bouldin": float(davies_bouldin_score(embedding, labels))}
+    x, partition = torch.from_numpy(embedding).unsqueeze(0), torch.from_numpy(labels.astype(np.int64)).unsqueeze(0)
+    k = int(labels.max()) + 1
+    return {"calinski_harabasz": stacked_calinski_harabasz(x, partition, k).item(),
+            "davies_bouldin": stacked_davies_bouldin(x, partition, k).item()}
 
 
 def sample_index(n: int) -> np.ndarray:
@@ -40,12 +43,11 @@ def sample_index(n: int) -> np.ndarray:
 def agreement(labels: list[np.ndarray], judges: np.ndarray) -> np.ndarray:
     """(T,) mean NMI of each partition with every other judging partition (judges: (T,) bool); partitions of
     the sample_index samples."""
-    sampled = labels
     scores = np.full(len(labels), np.nan)
     nmi = np.eye(len(labels))
     for i in range(len(labels)):
         for j in range(i + 1, len(labels)):
-            nmi[i, j] = nmi[j, i] = normalized_mutual_info_score(sampled[i], sampled[j])
+            nmi[i, j] = nmi[j, i] = normalized_mutual_info_score(labels[i], labels[j])
     for i in range(len(labels)):
         others = judges.copy()
         others[i] = False
@@ -54,32 +56,17 @@ def agreement(labels: list[np.ndarray], judges: np.ndarray) -> np.ndarray:
     return scores
 
 
-def _calinski_harabasz(x: np.ndarray, labels: np.ndarray) -> float:
-    """CH of `labels` in x (n, d), as scikit-learn computes it; NaN for one cluster."""
-    present, codes = np.unique(labels, return_inverse=True)
-    k = len(present)
-    if k < 2:
-        return np.nan
-    counts = np.bincount(codes, minlength=k).astype(np.float64)
-    sums = np.zeros((k, x.shape[1]))
-    np.add.at(sums, codes, x)
-    means = sums / counts[:, None]
-    overall = x.mean(0)
-    between = float((counts * ((means - overall) ** 2).sum(1)).sum())
-    within = float(((x - means[codes]) ** 2).sum())
-    return np.inf if within == 0 else between * (len(x) - k) / (within * (k - 1))
-
-
 def cross_rank(embeddings: list[np.ndarray], labels: list[np.ndarray], judges: np.ndarray) -> np.ndarray:
     """(T,) mean normalised rank (0 = best) of each partition's CH in the judging embeddings other than its own;
     embeddings and partitions of the sample_index samples."""
-    sampled = labels
     t = len(labels)
+    partitions = torch.from_numpy(np.stack(labels).astype(np.int64))
+    k = int(partitions.max()) + 1
     ranks = np.full((t, t), np.nan)  # ranks[j, i]: partition i's rank in embedding j
     for j in np.flatnonzero(judges):
         x = embeddings[j].astype(np.float64)
-        x = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0)
-        values = np.array([_calinski_harabasz(x, lab) for lab in sampled])
+        x = torch.from_numpy((x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0))
+        values = stacked_calinski_harabasz(x.expand(t, -1, -1), partitions, k).numpy()
         values = np.where(np.isnan(values), -np.inf, values)  # a single cluster is the worst partition anywhere
         order = (-values).argsort(kind="stable").argsort(kind="stable")
         ranks[j] = order / max(t - 1, 1)
