@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import Tensor
 
 # One hundredth of a standard deviation: finer than any cluster structure worth describing.
 DEFAULT_PRECISION = 0.01
@@ -44,37 +46,51 @@ class DescriptionLength:
         return self.clusters + self.parameters + self.assignments + self.data
 
 
-def standardise(embedding: np.ndarray) -> np.ndarray:
-    """Per-dimension z-scores in float64; a constant dimension is centred and left unscaled."""
-    x = np.asarray(embedding, dtype=np.float64)
-    std = x.std(axis=0)
-    return (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
+def stacked_description_lengths(embeddings: Tensor, labels: Tensor, n_clusters: int,
+                                precision: float = DEFAULT_PRECISION) -> dict[str, Tensor]:
+    """(M,) float64 parts of the MDL cost (bits) of M clusterings at once: (M, n, d) embeddings and (M, n) labels in
+    [0, n_clusters); what a trial's evaluation and raydc select both compute, on the embeddings' device."""
+    z = embeddings.double()
+    std = z.std(dim=1, unbiased=False, keepdim=True)
+    z = (z - z.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
+    members, n, d = z.shape
+    index = labels.long().unsqueeze(2).expand(-1, -1, d)
+    sizes = torch.zeros(members, n_clusters, dtype=torch.float64, device=z.device)
+    sizes.scatter_add_(1, labels.long(), torch.ones_like(labels, dtype=torch.float64))
+    sums = torch.zeros(members, n_clusters, d, dtype=torch.float64, device=z.device).scatter_add_(1, index, z)
+    present = sizes > 0
+    counted = torch.where(present, sizes, torch.ones_like(sizes)).unsqueeze(2)
+    means = sums / counted
+    deviations = (z - means.gather(1, index)) ** 2
+    scatter = torch.zeros_like(sums).scatter_add_(1, index, deviations)
+    variances = torch.clamp(scatter / counted, min=precision**2)
+    data_bits = (sizes.unsqueeze(2) * 0.5 * torch.log2(2 * math.pi * variances)
+                 + scatter / (2 * variances * math.log(2))
+                 - sizes.unsqueeze(2) * math.log2(precision))
+    k = present.sum(1).double()
+    shares = torch.where(present, sizes / n, torch.ones_like(sizes))
+    return {"clusters": torch.full((members,), math.log2(n), dtype=torch.float64, device=z.device),
+            "parameters": 0.5 * math.log2(n) * (2 * k * d + k - 1),
+            "assignments": -(sizes * torch.log2(shares)).sum(1),
+            "data": (data_bits * present.unsqueeze(2)).sum((1, 2))}
+
+
+def stacked_mdl_costs(embeddings: Tensor, labels: Tensor, n_clusters: int,
+                      precision: float = DEFAULT_PRECISION) -> Tensor:
+    """(M,) total MDL costs in bits (stacked_description_lengths summed)."""
+    return sum(stacked_description_lengths(embeddings, labels, n_clusters, precision).values())
 
 
 def description_length(embedding: np.ndarray, labels: np.ndarray,
                        precision: float = DEFAULT_PRECISION) -> DescriptionLength:
     """MDL cost of ``labels`` as a clustering of ``embedding`` (n × d), split into its parts (bits)."""
-    z = standardise(embedding)
-    if z.ndim != 2 or len(z) != len(labels) or len(z) == 0:
-        raise ValueError(f"need a non-empty (n, d) embedding and n labels, got {z.shape} and {len(labels)}")
-    n, d = z.shape
-    _, cluster, sizes = np.unique(np.asarray(labels).ravel(), return_inverse=True, return_counts=True)
-    k = len(sizes)
-    sums = np.zeros((k, d))
-    np.add.at(sums, cluster, z)
-    means = sums / sizes[:, None]
-    scatter = np.zeros((k, d))
-    np.add.at(scatter, cluster, (z - means[cluster]) ** 2)
-    variances = np.maximum(scatter / sizes[:, None], precision**2)
-    data_bits = (sizes[:, None] * 0.5 * np.log2(2 * math.pi * variances)
-                 + scatter / (2 * variances * math.log(2))
-                 - sizes[:, None] * math.log2(precision)).sum()
-    return DescriptionLength(
-        clusters=math.log2(n),
-        parameters=0.5 * math.log2(n) * (2 * k * d + k - 1),
-        assignments=float(-(sizes * np.log2(sizes / n)).sum()),
-        data=float(data_bits),
-    )
+    x = np.asarray(embedding, dtype=np.float64)
+    if x.ndim != 2 or len(x) != len(labels) or len(x) == 0:
+        raise ValueError(f"need a non-empty (n, d) embedding and n labels, got {x.shape} and {len(labels)}")
+    _, cluster = np.unique(np.asarray(labels).ravel(), return_inverse=True)
+    parts = stacked_description_lengths(torch.from_numpy(x).unsqueeze(0), torch.from_numpy(cluster).unsqueeze(0),
+                                        int(cluster.max()) + 1, precision)
+    return DescriptionLength(**{name: float(value[0]) for name, value in parts.items()})
 
 
 def mdl_cost(embedding: np.ndarray, labels: np.ndarray, precision: float = DEFAULT_PRECISION) -> float:

@@ -133,7 +133,12 @@ def _entropy(probabilities: np.ndarray) -> float:
 
 def variation_of_information(a: ArrayLike, b: ArrayLike) -> float:
     """Variation of information H(A|B) + H(B|A) in nats (0 iff the partitions are equal)."""
-    joint = contingency(a, b).astype(np.float64)
+    return table_vi(contingency(a, b))
+
+
+def table_vi(counts: np.ndarray) -> float:
+    """Variation of information (nats) of a contingency table of two partitions."""
+    joint = counts.astype(np.float64)
     joint /= joint.sum()
     vi = 2 * _entropy(joint) - _entropy(joint.sum(1)) - _entropy(joint.sum(0))
     # Rounding can leave a tiny negative value for identical partitions.

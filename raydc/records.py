@@ -29,6 +29,9 @@ class EpochRecord:
     silhouette: float = NAN         # on predicted labels, fixed subsample
     calinski_harabasz: float = NAN  # on predicted labels, fixed subsample (higher = tighter, better separated)
     davies_bouldin: float = NAN     # on predicted labels, fixed subsample (lower = better separated)
+    mdl_bits: float = NAN           # MDL cost of the clustered embedding, every sample (raydc.mdl; lower = better)
+    vi: float = NAN                 # population: mean variation of information (nats) with the other seeds of
+                                    # this configuration trained beside it (lower = more reproducible)
     ratio_share: float = NAN        # share of samples with d1/d2 > threshold (Fig 7)
     confident_fraction: float = NAN  # self-labeling: share of samples above the confidence threshold
     nmi_match: float = NAN          # self-labeling: NMI of pseudo-labels and classes on the confident set
@@ -54,9 +57,12 @@ class EpochRecord:
 
 EPOCH_FIELDS = tuple(EpochRecord.__dataclass_fields__)
 FINAL_METRICS = ("acc", "nmi", "ari", "intra_cd", "inter_cd", "silhouette", "ratio_share", "loss", "loss_reconstruction",
-                 "calinski_harabasz", "davies_bouldin")
+                 "calinski_harabasz", "davies_bouldin", "mdl_bits", "vi")
 # Final metrics that read no label: what a study may search by without labels (raydc.study.spec).
-LABEL_FREE_METRICS = ("silhouette", "calinski_harabasz", "davies_bouldin", "ratio_share", "loss", "loss_reconstruction")
+LABEL_FREE_METRICS = ("silhouette", "calinski_harabasz", "davies_bouldin", "mdl_bits", "vi", "ratio_share", "loss",
+                      "loss_reconstruction")
+# Label-free metrics a smaller value of which is better: a study's default mode for them is min.
+LOWER_IS_BETTER = ("davies_bouldin", "mdl_bits", "vi", "loss", "loss_reconstruction", "intra_cd")
 # Labels of a fresh k-means on the final embedding, as ClustPy's `labels_` report them (vs the algorithm's own).
 KMEANS_METRICS = ("kmeans_acc", "kmeans_nmi", "kmeans_ari")
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raydc.config import EXECUTION_FIELDS, ConfigError, make_config, unflatten
-from raydc.store import TRIALS_FILE, ResultStore, config_fields, trial_id
+from raydc.store import TRIALS_FILE, ResultStore, config_fields, configuration_id
 
 NOT_CONFIGURATION = ("seed", "data.dir", *EXECUTION_FIELDS)
 # Short names for labels in tables and figure legends; other columns keep their dotted name.
@@ -35,7 +35,7 @@ def _config_id(values: dict[str, Any]) -> str:
     """The trial id of one configuration's columns (nulls as None); a hash of the values where they no longer
     make a valid config (a value an older version accepted)."""
     try:
-        return trial_id(make_config(unflatten(values)))[:12]
+        return configuration_id(make_config(unflatten(values)))
     except ConfigError:
         return hashlib.sha256(json.dumps(list(values.values()), default=str).encode()).hexdigest()[:12]
 

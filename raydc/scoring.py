@@ -4,11 +4,15 @@ device from stacked (M, n, ...) tensors and brought to the host in two transfers
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from raydc import metrics
+from raydc.mdl import stacked_mdl_costs
 
 # Distance entries formed at a time (members × rows × subsample) by the geometry metrics: 256 MiB in float32.
 DISTANCE_BLOCK = 1 << 26
@@ -56,13 +60,15 @@ def class_indices(y: Tensor) -> tuple[Tensor, int]:
 @torch.no_grad()
 def epoch_scores(classes: Tensor, n_classes: int, z: Tensor, labels: Tensor, n_clusters: int, eval_index: Tensor,
                  *, prev_labels: Tensor | None = None, centers: Tensor | None = None,
-                 ratio_threshold: float = 0.9) -> list[dict[str, float]]:
-    """Each member's acc, nmi, ari, intra_cd, inter_cd and silhouette (NaN for a collapsed clustering), cl_change
-    when prev_labels are given, ratio_share when centers are.
+                 ratio_threshold: float = 0.9, siblings: list[str] | None = None) -> list[dict[str, float]]:
+    """Each member's acc, nmi, ari, intra_cd, inter_cd and silhouette (NaN for a collapsed clustering), the MDL cost
+    of its clustered embedding (mdl_bits, on every sample), cl_change when prev_labels are given, ratio_share when
+    centers are, and vi when siblings are.
 
     classes: (n,) class indices in [0, n_classes) (class_indices); z: (M, n, d) embeddings; labels and prev_labels:
     (M, n) clusters in [0, n_clusters); eval_index: (M, s) each member's fixed subsample for the geometry metrics;
-    centers: (M, k, d).
+    centers: (M, k, d); siblings: (M,) group of each member, members of one group being seeds of one configuration:
+    a member's vi is its mean variation of information (nats) with the other members of its group (NaN if none).
     """
     z = z if z.dtype in (torch.float32, torch.float64) else z.float()
     members, subsample = eval_index.shape
@@ -75,8 +81,10 @@ def epoch_scores(classes: Tensor, n_classes: int, z: Tensor, labels: Tensor, n_c
                        None if centers is None else centers[rows], ratio_threshold)
              for rows in (slice(start, start + group) for start in range(0, members, group))]
     geometry = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+    geometry["mdl_bits"] = stacked_mdl_costs(z, labels, n_clusters)
     counts = torch.cat(tables, 1).cpu().numpy()
-    values = torch.stack(list(geometry.values()), 1).tolist()
+    values = torch.stack([value.double() for value in geometry.values()], 1).tolist()
+    vi = _sibling_vi(labels, n_clusters, siblings) if siblings is not None else None
     label_cells = n_classes * n_clusters
     scores = []
     for row in range(members):
@@ -84,5 +92,22 @@ def epoch_scores(classes: Tensor, n_classes: int, z: Tensor, labels: Tensor, n_c
         member = {"acc": acc, "nmi": nmi, "ari": ari, **dict(zip(geometry, values[row]))}
         if prev_labels is not None:
             member["cl_change"] = metrics.table_change(counts[row, label_cells:].reshape(n_clusters, n_clusters))
+        if vi is not None:
+            member["vi"] = vi[row]
         scores.append(member)
     return scores
+
+
+def _sibling_vi(labels: Tensor, n_clusters: int, siblings: list[str]) -> list[float]:
+    """Each member's mean variation of information with the other members of its sibling group (NaN if alone): the
+    seeds' disagreement, which raydc select's vi averages over a configuration."""
+    pairs = [(a, b) for a, b in itertools.combinations(range(len(siblings)), 2) if siblings[a] == siblings[b]]
+    found: list[list[float]] = [[] for _ in siblings]
+    if pairs:
+        first, second = (torch.tensor(rows, device=labels.device) for rows in zip(*pairs))
+        tables = metrics.stacked_tables(labels[first], labels[second], n_clusters, n_clusters).cpu().numpy()
+        for (a, b), table in zip(pairs, tables):
+            value = metrics.table_vi(table)
+            found[a].append(value)
+            found[b].append(value)
+    return [sum(values) / len(values) if values else math.nan for values in found]

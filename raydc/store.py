@@ -126,6 +126,15 @@ def trial_id(config: TrialConfig) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def configuration_id(config: TrialConfig) -> str:
+    """Id of a trial's configuration: its trial id with the seed and data directory at their defaults, so the seeds
+    of one configuration share it."""
+    fields = TrialConfig.model_fields
+    same = config.model_copy(update={"seed": fields["seed"].default,
+                                     "data": config.data.model_copy(update={"dir": None})})
+    return trial_id(same)[:12]
+
+
 def trial_row(tid: str, record: TrialRecord) -> dict[str, Any]:
     row = {"trial_id": tid, "status": record.status, "error": record.error, **record.config}
     row.update({m: record.final.get(m) for m in FINAL_METRICS + KMEANS_METRICS})

@@ -65,3 +65,27 @@ def test_permuted_labels_change_label_columns_only(tmp_path, digits):
     assert scores["true"][0][label_free].equals(scores["permuted"][0][label_free])
     picks = {n: scores[n][2].set_index("criterion")["selected_config_id"] for n in scores}
     assert picks["true"].equals(picks["permuted"])
+
+
+def test_a_population_scores_each_member_against_the_other_seeds_of_its_configuration(digits, tmp_path):
+    """vi: each member's mean variation of information with the other seeds of its configuration, at every
+    evaluation; mdl_bits: raydc.mdl's cost of the clustered embedding, as raydc select computes it."""
+    from raydc.population import fit_population
+    from raydc.metrics import variation_of_information
+    from raydc.mdl import mdl_cost
+
+    small = {"data": {"resize": None}, "net": {"hidden": [64, 32]}, "pretrain": {"epochs": 3},
+             "train": {"epochs": 3}, "eval": {"subsample": 300}}
+    configs = [raydc.make_config({**small, "seed": seed}) for seed in (0, 1, 2)]
+    configs.append(raydc.make_config({**small, "seed": 0, "train": {"epochs": 3, "lr": 1e-2}}))
+    finals = {}
+    results = fit_population(configs, lambda i, r: finals.__setitem__(i, r) if r.phase == "cluster" else None,
+                             dataset=digits, pretrain_cache=tmp_path)
+    labels = [r.labels for r in results]
+    for row in range(3):
+        others = [variation_of_information(labels[row], labels[o]) for o in range(3) if o != row]
+        assert finals[row].vi == pytest.approx(np.mean(others), rel=1e-9)
+        assert results[row].final["vi"] == finals[row].vi
+    assert np.isnan(finals[3].vi)  # no other seed of its configuration in the population
+    for row, result in enumerate(results):
+        assert result.final["mdl_bits"] == pytest.approx(mdl_cost(result.embedding, result.labels), rel=1e-6)

@@ -37,7 +37,7 @@ from raydc.population.stack import StackedAdam, StackedModels, clip_per_member
 from raydc.model import model_state
 from raydc.records import FINAL_METRICS, EpochRecord, TrialRecord
 from raydc.scoring import epoch_scores
-from raydc.store import trial_id
+from raydc.store import configuration_id, trial_id
 from raydc.train import kmeans_scores, pretrain_and_init, resolve_device, sync_device, versions
 from raydc.trial import Trial
 
@@ -93,6 +93,7 @@ class Member:
                  on_failure: MemberFailure):
         self.trial = trial
         self.result = result
+        self.configuration = configuration_id(trial.config)  # members sharing it are seeds of one configuration
         self.report = lambda record: report(index, record)
         self.failed = lambda: on_failure(index, result)
         self.embedding: torch.Tensor | None = None
@@ -357,7 +358,8 @@ def _evaluate(members: list[Member], records: list[EpochRecord], stack: StackedM
     scores = epoch_scores(first.classes, first.n_classes, z, labels, data.n_clusters,
                           torch.stack([m.trial.eval_index for m in members]),
                           prev_labels=None if any(p is None for p in prev) else torch.stack(prev), centers=centers,
-                          ratio_threshold=first.config.eval.ratio_threshold)
+                          ratio_threshold=first.config.eval.ratio_threshold,
+                          siblings=[m.configuration for m in members])
     for row, (member, record) in enumerate(zip(members, records)):
         member.trial.take_scores(record, scores[row], labels[row])
         if last:  # nothing changes after the last epoch: this is the final embedding fit() reports
