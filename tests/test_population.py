@@ -183,7 +183,7 @@ def test_a_checkpoint_resumes_without_the_members_recorded_since(digits, cache, 
     # a stack of another size rounds its batched products differently in the last bit
     assert [r.loss for r in resumed[1]] == pytest.approx([r.loss for r in _cluster_records(uninterrupted[2])[4:]],
                                                          rel=1e-5)
-    assert results[1].final == pytest.approx(reference[2].final, rel=1e-5)
+    assert results[1].final == pytest.approx(reference[2].final, rel=1e-5, nan_ok=True)  # vi: NaN with no sibling seed
 
 
 @pytest.mark.parametrize("change,field", [

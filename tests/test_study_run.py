@@ -461,3 +461,74 @@ def test_a_crashed_trial_attempt_leaves_every_slot_busy(ray_cluster, tmp_path):
     others = [t for t in trials if t is not crashed]
     print(f"trial-seconds per wall second: {sum(t['wall_time_s'] for t in trials) / wall:.2f}")
     assert _overlapping_pairs(others) >= 2  # one at a time would overlap at most the first pair
+
+
+def test_a_vi_search_trains_every_seed_of_each_suggestion_together(ray_cluster, tmp_path):
+    raw = tiny_study("vi", {"train.lr": {"loguniform": [1e-4, 1e-2]}}, seeds=(0, 1), metric="vi",
+                     asha={"grace_period": 1, "reduction_factor": 2})
+    raw["search"].update(kind="optuna", n=2, seed=2)
+    out = tmp_path / "vi"
+    study = parse_study(raw)
+    assert study.spec.mode == "min"  # vi's own direction
+    assert run_study(study, out).launched == 2
+    raw["search"]["n"] = 3
+    assert run_study(parse_study(raw), out).launched == 1  # two configurations done count toward n
+
+    trials = rows(out, "trials")
+    by_lr = {}
+    for t in trials:
+        by_lr.setdefault(t["train.lr"], []).append(t)
+    assert len(by_lr) == 3 and all(sorted(t["seed"] for t in seeds) == [0, 1] for seeds in by_lr.values())
+    for seeds in by_lr.values():
+        if all(t["status"] == "finished" for t in seeds):  # VI is symmetric: both seeds hold the pair's value
+            assert seeds[0]["vi"] == seeds[1]["vi"] and seeds[0]["vi"] >= 0
+    assert_exact_epochs(out, trials)
+    assert not list((out / "journal").glob("*.params.json"))
+
+
+def test_a_vi_grid_groups_each_configuration_with_its_seeds(ray_cluster, tmp_path, capsys):
+    raw = tiny_study("vi-grid", {"train.lr": [1e-3, 1e-2]}, seeds=(0, 1, 2), metric="vi")
+    out = tmp_path / "vi-grid"
+    assert run_study(parse_study(raw), out).launched == 2
+    assert "as 2 configurations" in capsys.readouterr().out
+    trials = rows(out, "trials")
+    assert len(trials) == 6 and all(t["status"] == "finished" and t["vi"] >= 0 for t in trials)
+
+
+def test_a_label_free_search_suggests_and_reports_the_same_whatever_the_labels(tmp_path, monkeypatch):
+    """The real searcher and trial code in this process, driven as Tune drives them, once on the true labels and
+    once on permuted ones: the same suggestions, the same reported values."""
+    import dataclasses
+
+    import torch
+
+    from raydc.data import load_dataset
+    from raydc.study import tune_trial
+    from raydc.study.tpe import tpe_search
+
+    raw = tiny_study("perm", {"train.lr": {"loguniform": [1e-4, 1e-2]}}, seeds=(0, 1), metric="vi")
+    raw["search"].update(kind="optuna", n=3)
+    study = parse_study(raw)
+    digits = load_dataset("digits")
+    shuffle = torch.randperm(digits.n, generator=torch.Generator().manual_seed(1))
+    traces = {}
+    for name, data in (("true", digits), ("permuted", dataclasses.replace(digits, y=digits.y[shuffle]))):
+        monkeypatch.setattr(tune_trial, "_dataset", lambda *_, data=data: data)
+        paths = StudyPaths.at(tmp_path / name)
+        setup = TrialSetup(paths=paths, planned={}, base=study.base, seed=0, metric="vi", mode="min",
+                           checkpoint_every=1, resources=study.spec.resources, seeds=(0, 1))
+        search = tpe_search(study, ResultStore(paths.root), paths)
+        search.set_search_properties("vi", "min", {d.key: runner._tune_domain(d) for d in study.dimensions})
+        trace = []
+        for number in range(3):
+            params = search.suggest(str(number))
+            reports = []
+            tune_trial.execute_population(setup.resolve_all(params), setup, reports.append,
+                                          paths.checkpoint_dir(str(number)))
+            search.on_trial_complete(str(number), reports[-1])
+            trace.append((params, [report["vi"] for report in reports]))
+        traces[name] = trace
+        accs = [t["acc"] for t in rows(paths.root, "trials")]
+    assert traces["true"] == traces["permuted"]
+    assert len({json.dumps(params) for params, _ in traces["true"]}) == 3
+    assert accs != [t["acc"] for t in rows(tmp_path / "true", "trials")]  # the labels did change what ACC says

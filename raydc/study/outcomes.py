@@ -53,8 +53,11 @@ class UnfinishedTrials(Callback):
         if self._interrupted():
             return
         if self.early_stopping and not trial.last_result.get("recorded"):
-            for tid, values in self._members(trial)[:1]:
-                record_unfinished(self.trial_setup.paths, tid, values, "stopped")
+            members = self._members(trial)  # one, or a configuration's seeds
+            done = done_ids(ResultStore(self.trial_setup.paths.root)) if len(members) > 1 else set()
+            for tid, values in members:
+                if tid not in done:
+                    record_unfinished(self.trial_setup.paths, tid, values, "stopped")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if self._interrupted():

@@ -6,35 +6,39 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Callable
 from typing import Any
 
-from raydc.config import make_config
+from raydc.config import TrialConfig, make_config
 from raydc.population import stacking_key
 from raydc.population.checkpoint import saved_members
 from raydc.study.paths import StudyPaths
 
 PREFIX = "population-"  # of a population's checkpoint directory
+GroupKey = Callable[[TrialConfig], str | None]
 
 
-def group_trials(planned: dict[str, dict[str, Any]], pending: list[str], size: int) -> list[list[str]]:
-    """Pending trial ids in groups of at most `size` that train as one stacked model, in planned order; a trial
-    population mode cannot run (self-labeling, ResNet, LFSS, ...) forms a group of its own."""
+def group_trials(planned: dict[str, dict[str, Any]], pending: list[str], size: int,
+                 key: GroupKey = stacking_key) -> list[list[str]]:
+    """Pending trial ids in groups of at most `size` that train as one stacked model, in planned order: trials of one
+    key (stacking_key: what population mode may stack; configuration_id: a configuration's seeds); a trial whose key
+    is None (population mode cannot run it: self-labeling, ResNet, LFSS, ...) forms a group of its own."""
     groups: list[list[str]] = []
     open_groups: dict[str, list[str]] = {}
     for tid in pending:
-        key = stacking_key(make_config(planned[tid])) if size > 1 else None
-        group = open_groups.get(key) if key is not None else None
+        key_of = key(make_config(planned[tid])) if size > 1 else None
+        group = open_groups.get(key_of) if key_of is not None else None
         if group is None or len(group) == size:
             group = []
             groups.append(group)
-            if key is not None:
-                open_groups[key] = group
+            if key_of is not None:
+                open_groups[key_of] = group
         group.append(tid)
     return groups
 
 
 def plan_populations(planned: dict[str, dict[str, Any]], pending: list[str], size: int,
-                     saved: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+                     saved: dict[str, list[str]], key: GroupKey = stacking_key) -> list[tuple[str, list[str]]]:
     """(checkpoint name, members) of every population to run: first the pending members of each saved checkpoint,
     which resume it (a new seed or α, or another resources.population, loses no work), then the rest grouped."""
     populations, taken = [], set()
@@ -43,7 +47,7 @@ def plan_populations(planned: dict[str, dict[str, Any]], pending: list[str], siz
         if resumed and len(resumed) <= size:  # one larger than the study now allows starts over
             populations.append((name, resumed))
             taken.update(resumed)
-    rest = group_trials(planned, [tid for tid in pending if tid not in taken], size)
+    rest = group_trials(planned, [tid for tid in pending if tid not in taken], size, key)
     return populations + [(population_id(group), group) for group in rest]
 
 

@@ -13,7 +13,8 @@ import ray
 from ray import tune
 
 from raydc.config import ConfigError
-from raydc.store import ResultStore
+from raydc.population import stacking_key
+from raydc.store import ResultStore, configuration_id
 from raydc.study.outcomes import UnfinishedTrials
 from raydc.study.paths import StudyPaths
 from raydc.study.populations import discard_recorded, encode, plan_populations, saved_populations
@@ -114,7 +115,8 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
     discard_recorded(paths, done)
 
     if spec.search.kind == "optuna":
-        to_run = spec.search.n - len(done)  # finished configurations count toward n
+        # finished configurations count toward n (with seed groups, each is all of its seeds)
+        to_run = spec.search.n - len(done) // len(spec.search.seeds if spec.seed_groups else [0])
         param_space = {d.key: _tune_domain(d) for d in study.dimensions}
     else:
         pending = [t.trial_id for t in study.trials if t.trial_id not in done]
@@ -122,11 +124,15 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
         param_space = {"trial_id": tune.grid_search(pending)}
     print(f"study {spec.name}: {study.planned_count} trials planned, {len(done)} already done in {paths.root}, "
           f"{max(to_run, 0)} to run", flush=True)
-    if spec.resources.population > 1 and to_run > 0:
-        groups = plan_populations({t.trial_id: t.values for t in study.trials}, pending, spec.resources.population,
-                                  saved_populations(paths))
+    grouped = spec.resources.population > 1 or (spec.seed_groups and spec.search.kind != "optuna")
+    if grouped and to_run > 0:
+        size, key = ((len(spec.search.seeds), configuration_id) if spec.seed_groups
+                     else (spec.resources.population, stacking_key))
+        groups = plan_populations({t.trial_id: t.values for t in study.trials}, pending, size,
+                                  saved_populations(paths), key)
         param_space = {"population": tune.grid_search([encode(name, members) for name, members in groups])}
-        print(f"as {len(groups)} populations of up to {spec.resources.population} trials", flush=True)
+        what = "configurations, each trained with its seeds as one population" if spec.seed_groups else "populations"
+        print(f"as {len(groups)} {what} of up to {size} trials", flush=True)
         to_run = len(groups)
     joined_before = ray.is_initialized()  # a caller's Ray stays up
     try:
@@ -159,7 +165,8 @@ def _run_tune(study: Study, paths: StudyPaths, store: ResultStore, param_space: 
     res = spec.resources
     setup = TrialSetup(paths=paths, planned={t.trial_id: t.values for t in study.trials}, base=study.base,
                        seed=spec.search.seeds[0], metric=spec.metric, mode=spec.mode,
-                       checkpoint_every=spec.checkpoint_every, resources=res, keep_models=spec.keep_models)
+                       checkpoint_every=spec.checkpoint_every, resources=res, keep_models=spec.keep_models,
+                       seeds=tuple(spec.search.seeds) if spec.seed_groups else ())
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the progress line replaces Tune's tables
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # SIGINT stops the run through raydc.study.interrupt
     logging.getLogger("ray.tune").setLevel(logging.WARNING)

@@ -12,8 +12,9 @@ search:
   n: 20                         # random / optuna: number of sampled configurations
   seed: 0                       # sampler seed
 metric: acc                     # a final metric of trials.parquet; label-free (no label read): silhouette,
-                                # calinski_harabasz (max), davies_bouldin (min), ratio_share, loss
-mode: max
+                                # calinski_harabasz (ch), davies_bouldin (db), mdl_bits (mdl), vi, ratio_share, loss;
+                                # vi trains each configuration's seeds together as one population (see the README)
+mode: max                       # default: min for davies_bouldin, mdl_bits, vi and the losses, max otherwise
 asha: {grace_period: 20, reduction_factor: 3}   # optional early stopping
 resources: {cpu: 1, gpu: 0.25, workers: 1}     # per trial (per worker when workers > 1)
                                 # population: 16 trains up to 16 trials that differ only in seed, brb.alpha,
@@ -36,13 +37,16 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from raydc.config import ConfigError, TrialConfig, flatten, holds_int, make_config
 from raydc.data import DatasetUnavailable, check_available, dataset_names
-from raydc.records import FINAL_METRICS, LABEL_FREE_METRICS
+from raydc.population import check_stackable
+from raydc.records import FINAL_METRICS, LABEL_FREE_METRICS, LOWER_IS_BETTER
 from raydc.study.effects import affects, unused_reason
 from raydc.study.plan import PlannedTrial, build_config, expand, grid_points, probe_points, random_points
 from raydc.study.space import Dimension, parse_dimension
 
 # raydc select's names of the final metrics a study may also search by.
-METRIC_ALIASES = {"ch": "calinski_harabasz", "db": "davies_bouldin"}
+METRIC_ALIASES = {"ch": "calinski_harabasz", "db": "davies_bouldin", "mdl": "mdl_bits"}
+# The metric that compares a configuration's seeds: each Tune trial then trains all of them as one population.
+SEED_GROUP_METRIC = "vi"
 # Trial-config fields a study sets elsewhere, and where.
 MANAGED_FIELDS = {"seed": "search.seeds", "device": "resources.gpu", "checkpoint_every": "checkpoint_every"}
 
@@ -78,8 +82,6 @@ class SearchSpec(_Strict):
                              "a grid runs every combination")
         if self.kind != "grid" and self.n is None:
             raise ValueError(f"n: a {self.kind} search needs the number of configurations to sample")
-        if self.kind == "optuna" and len(self.seeds) != 1:
-            raise ValueError("seeds: an optuna search evaluates each suggested configuration once; give one seed")
         return self
 
 
@@ -116,13 +118,41 @@ class StudySpec(_Strict):
     base: dict[str, Any] = Field(default_factory=dict)
     search: SearchSpec = Field(default_factory=SearchSpec)
     metric: str = "acc"
-    mode: Literal["max", "min"] = "max"
+    mode: Literal["max", "min"] | None = None  # None: the metric's own direction
     asha: AshaSpec | None = None
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     checkpoint_every: int = Field(default=10, ge=1)
     keep_models: bool = True
     max_failures: int = Field(default=2, ge=0)
     pretrain_cache: str | None = None
+
+    @property
+    def seed_groups(self) -> bool:
+        """Whether each Tune trial trains one configuration's seeds together (metric vi)."""
+        return self.metric == SEED_GROUP_METRIC
+
+    @model_validator(mode="after")
+    def _direction(self) -> StudySpec:
+        if self.mode is None:
+            self.mode = "min" if self.metric in LOWER_IS_BETTER else "max"
+        return self
+
+    @model_validator(mode="after")
+    def _seeds(self) -> StudySpec:
+        seeds = self.search.seeds
+        if self.seed_groups:
+            if len(seeds) < 2:
+                raise ValueError("search.seeds: metric vi compares the seeds of each configuration; give two or more")
+            if self.resources.population > 1:
+                raise ValueError("resources.population: with metric vi each trial trains one configuration's seeds "
+                                 "as a population already; remove resources.population")
+            if self.resources.workers > 1:
+                raise ValueError("resources.workers: with metric vi a configuration's seeds train as one population "
+                                 "on one device; set resources.workers to 1")
+        elif self.search.kind == "optuna" and len(seeds) != 1:
+            raise ValueError("search.seeds: an optuna search evaluates each suggested configuration once; give one "
+                             "seed (or search by metric vi, which trains every seed of each suggestion)")
+        return self
 
     @model_validator(mode="after")
     def _population(self) -> StudySpec:
@@ -142,7 +172,7 @@ class StudySpec(_Strict):
         metric = METRIC_ALIASES.get(metric, metric)
         if metric not in FINAL_METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(FINAL_METRICS)} (label-free: "
-                             f"{', '.join(LABEL_FREE_METRICS)}; ch and db as in raydc select)")
+                             f"{', '.join(LABEL_FREE_METRICS)}; ch, db and mdl as in raydc select)")
         return metric
 
     @field_validator("dataset")
@@ -266,6 +296,15 @@ def _check_asha(spec: StudySpec, longest: int) -> None:
                                                "or no trial could be stopped early")
 
 
+def _check_seed_groups(configs: list[TrialConfig]) -> None:
+    """metric vi trains a configuration's seeds as one population: every configuration must be one that can."""
+    for config in configs:
+        try:
+            check_stackable([config])
+        except ConfigError as exc:
+            raise ConfigError("metric", f"vi trains each configuration's seeds as one population: {exc}") from None
+
+
 def check_datasets(study: Study) -> None:
     """Every dataset must load offline now; nothing is downloaded."""
     field, names = study.dataset_field()
@@ -298,6 +337,8 @@ def parse_study(raw: Any, datasets: list[str] | None = None) -> Study:
         checked = probe_points(dims) + points
     configs = [build_config(base, point, search.seeds[0]) for point in checked]
     _check_effects(dims, configs)
+    if spec.seed_groups:
+        _check_seed_groups(configs)
     longest = max(c.training_epochs for c in configs)
     _check_asha(spec, longest)
     trials = [] if search.kind == "optuna" else expand(base, points, search.seeds)

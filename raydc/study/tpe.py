@@ -39,23 +39,28 @@ def tpe_search(study: Study, store: ResultStore, paths: StudyPaths) -> RecordedS
     first those it holds unfinished, which then resume from their checkpoints."""
     rows = store.trials().to_pylist()
     recorded = {row["trial_id"] for row in rows if row["status"] in DONE_STATUSES}
-    finished, unfinished, resume = [], [], {}
+    outcomes: dict[str, list[tuple[str, Any]]] = {}  # point -> (status, value) of each of its seeds
+    points: dict[str, Point] = {}
     for row in rows:
         point = {d.key: row.get(d.key) for d in study.dimensions}
-        if not _fits(study, point):
-            continue
-        value = row.get(study.spec.metric)
-        if row["status"] not in DONE_STATUSES:  # error: crashed on every retry
-            resume[row["trial_id"]] = point
-        elif row["status"] == "finished" and value is not None and math.isfinite(value):
-            finished.append((point, value))
+        if _fits(study, point):
+            key = json.dumps(point, sort_keys=True)
+            points[key] = point
+            outcomes.setdefault(key, []).append((row["status"], row.get(study.spec.metric)))
+    finished, unfinished, resume = [], [], {}
+    for key, seeds in outcomes.items():
+        values = [value for status, value in seeds if status == "finished"]
+        if any(status not in DONE_STATUSES for status, _ in seeds):  # error: crashed on every retry
+            resume[key] = points[key]
+        elif len(values) == len(seeds) and all(v is not None and math.isfinite(v) for v in values):
+            finished.append((points[key], sum(values) / len(values)))  # a configuration's seeds: their mean
         else:
-            unfinished.append(point)
+            unfinished.append(points[key])
     for file in (paths.root / "journal").glob("*.params.json"):  # cut off with the driver: no row at all
         tid, point = file.name.removesuffix(".params.json"), json.loads(file.read_text())
-        if _fits(study, point):
-            resume.setdefault(tid, point)
-    resume = [point for tid, point in sorted(resume.items()) if tid not in recorded]
+        if _fits(study, point) and tid not in recorded:
+            resume.setdefault(json.dumps(point, sort_keys=True), point)
+    resume = [point for _, point in sorted(resume.items())]
     # TPE starts with seeded random draws: a fresh seed per extension keeps it from redrawing recorded points.
     return RecordedSearch(finished, unfinished, seed=study.spec.search.seed + len(finished) + len(unfinished),
                           points_to_evaluate=resume or None)

@@ -42,6 +42,12 @@ class TrialSetup:
     checkpoint_every: int
     resources: ResourcesSpec
     keep_models: bool = True
+    seeds: tuple[int, ...] = ()         # seed groups: every seed of a configuration trains in one Tune trial
+
+    @property
+    def seed_groups(self) -> bool:
+        """Each Tune trial is one configuration's seeds, which report their mean (metric vi)."""
+        return len(self.seeds) > 1
 
     def resolve(self, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """(trial id, config values) of a Tune trial's parameters."""
@@ -56,7 +62,16 @@ class TrialSetup:
         """(trial id, config values) of every study trial a Tune trial runs: one, or a population's members."""
         if "population" in params:
             return [(tid, self.planned[tid]) for tid in populations.decode(params["population"])[1]]
+        if self.seed_groups and "trial_id" not in params:  # an optuna suggestion, with every seed of the study
+            return [(trial_id(make_config(values)), values)
+                    for values in (trial_values(self.base, params, seed) for seed in self.seeds)]
         return [self.resolve(params)]
+
+    def population_name(self, params: dict[str, Any], members: list[tuple[str, dict[str, Any]]]) -> str | None:
+        """The checkpoint name of the population a Tune trial trains; None for a single trial."""
+        if "population" in params:
+            return populations.decode(params["population"])[0]
+        return populations.population_id([tid for tid, _ in members]) if self.seed_groups else None
 
     def runtime_values(self, values: dict[str, Any], device: str) -> dict[str, Any]:
         """Add the settings that do not change a trial's identity."""
@@ -133,11 +148,13 @@ def _recorded_metrics(setup: TrialSetup, tid: str) -> dict[str, Any] | None:
 def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     """Ray Tune function trainable for one study trial, or for a population of them."""
     members = setup.resolve_all(params)
-    if "population" in params:
-        name = populations.decode(params["population"])[0]
-        if len(members) > 1 or setup.paths.checkpoint_dir(name).exists():  # a lone member may resume its population
-            _run_population(name, members, setup)
-            return
+    name = setup.population_name(params, members)
+    if name is not None and (len(members) > 1 or setup.paths.checkpoint_dir(name).exists()):
+        # (a lone member may resume its population)
+        if "population" not in params and "trial_id" not in params:  # optuna: kept so that a rerun resumes it
+            _keep_suggestion(setup, members, params)
+        _run_population(name, members, setup)
+        return
     tid, values = members[0]
     # Two optuna suggestions can be the same configuration: the second waits and reuses the first.
     with exclusive(setup.paths.lock_file(tid)):
@@ -146,13 +163,18 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
             tune.report(recorded)
             return
         if "trial_id" not in params:  # an optuna suggestion: kept so that a rerun suggests it again and resumes it
-            with atomic_path(setup.paths.params_file(tid)) as temp:
-                temp.write_text(json.dumps(params))
+            _keep_suggestion(setup, members, params)
         if setup.resources.workers > 1:
             _run_data_parallel(tid, values, setup)
         else:
             execute(tid, setup.runtime_values(values, setup.resources.device), setup, tune.report)
     shutil.rmtree(setup.paths.checkpoint_dir(tid), ignore_errors=True)
+
+
+def _keep_suggestion(setup: TrialSetup, members: list[tuple[str, dict[str, Any]]], params: dict[str, Any]) -> None:
+    for tid, _ in members:
+        with atomic_path(setup.paths.params_file(tid)) as temp:
+            temp.write_text(json.dumps(params))
 
 
 def _run_population(name: str, members: list[tuple[str, dict[str, Any]]], setup: TrialSetup) -> None:
@@ -162,46 +184,66 @@ def _run_population(name: str, members: list[tuple[str, dict[str, Any]]], setup:
         for tid, _ in sorted(members):  # one order for every process: no two populations wait on each other
             held.enter_context(exclusive(setup.paths.lock_file(tid)))
         recorded = {tid: _recorded_metrics(setup, tid) for tid, _ in members}
+        before = [(row["status"], row[setup.metric]) for row in recorded.values() if row is not None]
         todo = [(tid, values) for tid, values in members if recorded[tid] is None]
         if todo:
-            execute_population(todo, setup, tune.report, setup.paths.checkpoint_dir(name))
+            execute_population(todo, setup, tune.report, setup.paths.checkpoint_dir(name), before)
         else:
-            tune.report(recorded[members[0][0]])
+            tune.report({**recorded[members[0][0]], setup.metric: group_value(setup, before)})
     shutil.rmtree(setup.paths.checkpoint_dir(name), ignore_errors=True)  # every member is recorded now
 
 
+def group_value(setup: TrialSetup, outcomes: list[tuple[str, float]]) -> float:
+    """What a Tune trial of several study trials reports, from their (status, value): a configuration's seeds their
+    mean, NaN if one diverged (raydc select never picks such a configuration); a population its best finished value."""
+    finite = [value for status, value in outcomes if status == "finished" and math.isfinite(value)]
+    if setup.seed_groups:
+        complete = finite and all(status == "finished" for status, _ in outcomes)
+        return sum(finite) / len(finite) if complete else math.nan
+    return (max if setup.mode == "max" else min)(finite) if finite else math.nan
+
+
 def execute_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSetup, forward: Forward,
-                       checkpoints: Path) -> None:
-    """fit_population over the members; member 0's epochs are forwarded to Ray, the best member's final metric last."""
+                       checkpoints: Path, recorded_before: list[tuple[str, float]] = ()) -> None:
+    """fit_population over the members. After each epoch the live members' value goes to Ray (their mean for a
+    configuration's seeds, else the best), and last group_value over them and the (status, value) recorded_before."""
     from raydc.population import fit_population
 
     configs = [make_config(setup.runtime_values(values, setup.resources.device)) for _, values in members]
-    reporters = [EpochReporter(tid, setup, config, EpochJournal(setup.paths.journal_file(tid)),
-                               forward if row == 0 else _ignore)
-                 for row, ((tid, _), config) in enumerate(zip(members, configs))]
+    reporters = [EpochReporter(tid, setup, config, EpochJournal(setup.paths.journal_file(tid)), _ignore)
+                 for (tid, _), config in zip(members, configs)]
     recorded: set[str] = set()
+    alive = set(range(len(members)))
 
     def record_failure(row: int, record: TrialRecord) -> None:  # now: the population may crash before it ends
         record_trial(setup.paths, members[row][0], record, setup.keep_models)
         recorded.add(members[row][0])
+        alive.discard(row)
 
-    records = fit_population(configs, lambda row, record: reporters[row](record),
-                             dataset=_dataset(configs[0].data.name, configs[0].data.dir),
+    def report(row: int, record: EpochRecord) -> None:
+        reporter = reporters[row]
+        reporter(record)
+        if record.phase in reporter.offsets and row == max(alive):  # every live member has this epoch's record
+            done = reporter.offsets[record.phase] + record.epoch + 1
+            if done < reporter.epochs:
+                value = group_value(setup, [("finished", reporters[r].latest) for r in alive])
+                forward({**reporter.metrics(done), setup.metric: value})
+
+    records = fit_population(configs, report, dataset=_dataset(configs[0].data.name, configs[0].data.dir),
                              pretrain_cache=setup.paths.pretrain_cache, checkpoint_dir=checkpoints,
                              on_failure=record_failure)
     for (tid, _), record in zip(members, records):
         if tid not in recorded:
             record_trial(setup.paths, tid, record, setup.keep_models)
-    finals = [r.final.get(setup.metric, math.nan) for r in records if r.status == "finished"]
-    finals = [v for v in finals if math.isfinite(v)]
+    outcomes = [(r.status, r.final.get(setup.metric, math.nan)) for r in records]
     reporter = reporters[0]
-    reporter.latest = (max if setup.mode == "max" else min)(finals) if finals else math.nan
+    reporter.latest = group_value(setup, [*recorded_before, *outcomes])
     status = "finished" if any(r.status == "finished" for r in records) else "failed"
     forward(reporter.metrics(reporter.epochs, status=status, recorded=True, members=len(members)))
 
 
 def _ignore(metrics: dict[str, Any]) -> None:
-    """Only member 0 reports progress: a population is one Tune trial."""
+    """A population member forwards nothing itself: the population reports as one Tune trial."""
 
 
 def _run_data_parallel(tid: str, values: dict[str, Any], setup: TrialSetup) -> None:
