@@ -99,6 +99,12 @@ def test_optuna_runs_n_distinct_trials_and_counts_finished_ones(ray_cluster, tmp
     trials = rows(out, "trials")
     assert len(trials) == 4 and {t["status"] for t in trials} <= {"finished", "stopped"}
     assert len({(t["brb.alpha"], t["train.lr"]) for t in trials}) == 4
+    import optuna  # the search is Optuna's own study, continued by the rerun: optuna-dashboard reads it
+
+    study = optuna.load_study(study_name="optuna", storage=f"sqlite:///{out / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    assert {(t.params["brb.alpha"], t.params["train.lr"]) for t in study.trials} == {
+        (t["brb.alpha"], t["train.lr"]) for t in trials}
     assert all(0.6 <= t["brb.alpha"] <= 0.95 and 1e-4 <= t["train.lr"] <= 3e-3 for t in trials)
     assert_exact_epochs(out, trials)
 
@@ -116,7 +122,8 @@ def test_optuna_with_asha_meets_a_recorded_failed_configuration_again(ray_cluste
     assert summary.counts == {"failed": 1}
     search = tpe_search(study, ResultStore(out), StudyPaths.at(out))  # a rerun's TPE knows the failed configuration
     search.set_search_properties("acc", "max", {"train.lr": runner.tune.choice([1.0e30])})
-    assert [t.state.name for t in search._ot_study.trials] == ["PRUNED"]
+    # optuna.db holds the first run's two suggestions, failed on NaN; the rerun adds the recorded outcome as pruned
+    assert [t.state.name for t in search._ot_study.trials] == ["FAIL", "FAIL", "PRUNED"]
 
 
 def test_optuna_rerun_resumes_a_trial_that_crashed_on_every_retry(ray_cluster, tmp_path):
@@ -134,23 +141,29 @@ def test_optuna_rerun_resumes_a_trial_that_crashed_on_every_retry(ray_cluster, t
     assert trial["status"] == "finished" and trial["brb.alpha"] == crashed["brb.alpha"]
     assert trial["epochs_done"] == 4 and not trial["pretrain_cached"]  # resumed: a fresh start finds pretraining cached
     assert_exact_epochs(out, rows(out, "trials"))
-    assert not list((out / "journal").glob("*.params.json"))
 
 
 def test_optuna_rerun_suggests_first_the_configurations_cut_off_with_the_driver(tmp_path):
+    """A driver killed mid-trial leaves its Optuna trials running in optuna.db: a rerun marks them failed and has Optuna
+    suggest their exact parameters first (the same trial ids, so their checkpoints resume)."""
+    import optuna
+
     from raydc.store import ResultStore
-    from raydc.study.tpe import tpe_search
+    from raydc.study.tpe import storage_url, tpe_search
 
     raw = tiny_study("optuna-cut", {})
     raw["search"] = {"kind": "optuna", "n": 4, "space": {"brb.alpha": {"uniform": [0.6, 0.9]}}}
     paths = StudyPaths.at(tmp_path)
-    paths.params_file("a").parent.mkdir(parents=True)
-    paths.params_file("a").write_text(json.dumps({"brb.alpha": 0.7123456789012345}))
-    paths.params_file("b").write_text(json.dumps({"brb.alpha": 0.95}))  # outside the space now: not resumed
+    cut = optuna.create_study(study_name="optuna-cut", storage=storage_url(paths), direction="maximize")
+    for alpha in (0.7123456789012345, 0.95):  # 0.95 lies outside the space now: not resumed
+        cut.enqueue_trial({"brb.alpha": alpha})
+        cut.ask({"brb.alpha": optuna.distributions.FloatDistribution(0.5, 1.0)})
     search = tpe_search(parse_study(raw), ResultStore(tmp_path), paths)
     search.set_search_properties("acc", "max", {"brb.alpha": runner.tune.uniform(0.6, 0.9)})
     assert search.suggest("first") == {"brb.alpha": 0.7123456789012345}  # exactly: the same trial id, its checkpoint
-    assert search.suggest("second")["brb.alpha"] != 0.7123456789012345
+    assert search.suggest("second")["brb.alpha"] not in (0.7123456789012345, 0.95)
+    states = [t.state.name for t in optuna.load_study(study_name="optuna-cut", storage=storage_url(paths)).trials]
+    assert states[:2] == ["FAIL", "FAIL"]
 
 
 def test_two_worker_ray_train_trial_lands_in_the_same_tables(ray_cluster, tmp_path):
@@ -483,7 +496,6 @@ def test_a_vi_search_trains_every_seed_of_each_suggestion_together(ray_cluster, 
         if all(t["status"] == "finished" for t in seeds):  # VI is symmetric: both seeds hold the pair's value
             assert seeds[0]["vi"] == seeds[1]["vi"] and seeds[0]["vi"] >= 0
     assert_exact_epochs(out, trials)
-    assert not list((out / "journal").glob("*.params.json"))
 
 
 def test_a_vi_grid_groups_each_configuration_with_its_seeds(ray_cluster, tmp_path, capsys):

@@ -6,7 +6,8 @@
 <study>/checkpoints/<trial>/  full trial state of a trial that is not recorded yet
 <study>/checkpoints/population-<hash>/  a population's state, until every member it holds is recorded
 <study>/journal/<trial>.jsonl epoch rows of a trial that is not recorded yet
-<study>/journal/<trial>.params.json  an optuna trial's suggested parameters, until it is recorded (a rerun resumes it)
+<study>/optuna.db             an optuna search's Optuna study (Optuna's own storage; a rerun continues it)
+<study>/mlflow.db, tensorboard/, wandb/   the trackers a study's `tracking:` section names (raydc.tracking)
 <study>/ray/                  Ray Tune and Ray Train run state
 """
 from __future__ import annotations
@@ -41,9 +42,6 @@ class StudyPaths:
 
     def journal_file(self, tid: str) -> Path:
         return self.root / "journal" / f"{tid}.jsonl"
-
-    def params_file(self, tid: str) -> Path:
-        return self.root / "journal" / f"{tid}.params.json"
 
     def lock_file(self, tid: str) -> Path:
         return self.root / "journal" / f"{tid}.lock"

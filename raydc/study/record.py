@@ -34,7 +34,6 @@ def _ray_node() -> str | None:
 
 def discard_scratch(paths: StudyPaths, tid: str) -> None:
     EpochJournal(paths.journal_file(tid)).remove()
-    paths.params_file(tid).unlink(missing_ok=True)
     paths.lock_file(tid).unlink(missing_ok=True)
     shutil.rmtree(paths.checkpoint_dir(tid), ignore_errors=True)
 

@@ -166,7 +166,8 @@ def _run_tune(study: Study, paths: StudyPaths, store: ResultStore, param_space: 
     setup = TrialSetup(paths=paths, planned={t.trial_id: t.values for t in study.trials}, base=study.base,
                        seed=spec.search.seeds[0], metric=spec.metric, mode=spec.mode,
                        checkpoint_every=spec.checkpoint_every, resources=res, keep_models=spec.keep_models,
-                       seeds=tuple(spec.search.seeds) if spec.seed_groups else ())
+                       seeds=tuple(spec.search.seeds) if spec.seed_groups else (), study=spec.name,
+                       tracking=spec.tracking)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the progress line replaces Tune's tables
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # SIGINT stops the run through raydc.study.interrupt
     logging.getLogger("ray.tune").setLevel(logging.WARNING)

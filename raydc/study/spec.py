@@ -23,6 +23,10 @@ checkpoint_every: 10            # epochs between trial checkpoints (a retried tr
 max_failures: 2                 # retries of a crashed trial
 pretrain_cache: null            # shared pretraining directory; default <study dir>/pretrain_cache
 keep_models: true               # each finished trial's network and centres in <study dir>/models (raydc.load_model)
+tracking:                       # optional, live per-epoch metrics; `true` or {} = the tracker's defaults
+  tensorboard: true             # event files in <study dir>/tensorboard/<trial id>   (pip install 'raydc[tensorboard]')
+  mlflow: {}                    # tracking_uri (default sqlite:///<study dir>/mlflow.db), experiment (default: name)
+  wandb: {mode: offline}        # mode, project (default: name), entity             (pip install 'raydc[wandb]')
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ from raydc.records import FINAL_METRICS, LABEL_FREE_METRICS, LOWER_IS_BETTER
 from raydc.study.effects import affects, unused_reason
 from raydc.study.plan import PlannedTrial, build_config, expand, grid_points, probe_points, random_points
 from raydc.study.space import Dimension, parse_dimension
+from raydc.tracking import TrackingSpec
 
 # raydc select's names of the final metrics a study may also search by.
 METRIC_ALIASES = {"ch": "calinski_harabasz", "db": "davies_bouldin", "mdl": "mdl_bits"}
@@ -123,6 +128,7 @@ class StudySpec(_Strict):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     checkpoint_every: int = Field(default=10, ge=1)
     keep_models: bool = True
+    tracking: TrackingSpec | None = None
     max_failures: int = Field(default=2, ge=0)
     pretrain_cache: str | None = None
 
@@ -130,6 +136,13 @@ class StudySpec(_Strict):
     def seed_groups(self) -> bool:
         """Whether each Tune trial trains one configuration's seeds together (metric vi)."""
         return self.metric == SEED_GROUP_METRIC
+
+    @field_validator("tracking")
+    @classmethod
+    def _installed(cls, tracking: TrackingSpec | None) -> TrackingSpec | None:
+        for name, command in tracking.missing_extras() if tracking is not None else []:
+            raise ValueError(f"{name}: the study asks for {name} but it is not installed here; {command}")
+        return tracking
 
     @model_validator(mode="after")
     def _direction(self) -> StudySpec:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import math
 import shutil
 import uuid
@@ -14,8 +13,8 @@ from typing import Any
 
 from ray import tune
 
-from raydc.atomic import atomic_path, exclusive
-from raydc.config import TrialConfig, make_config
+from raydc.atomic import exclusive
+from raydc.config import TrialConfig, flatten, make_config
 from raydc.records import EpochRecord, TrialRecord
 from raydc.store import ResultStore, epoch_row, trial_id
 from raydc.study.faults import crash_if_requested
@@ -25,6 +24,7 @@ from raydc.study import populations
 from raydc.study.plan import trial_values
 from raydc.study.record import DONE_STATUSES, record_trial
 from raydc.study.spec import ResourcesSpec
+from raydc.tracking import RunInfo, Trackers, TrackingSpec
 
 Forward = Callable[[dict[str, Any]], None]
 
@@ -43,6 +43,8 @@ class TrialSetup:
     resources: ResourcesSpec
     keep_models: bool = True
     seeds: tuple[int, ...] = ()         # seed groups: every seed of a configuration trains in one Tune trial
+    study: str = "study"                # the study's name: trackers group its trials' runs under it
+    tracking: TrackingSpec | None = None
 
     @property
     def seed_groups(self) -> bool:
@@ -96,6 +98,9 @@ class EpochReporter:
     def __init__(self, tid: str, setup: TrialSetup, config: TrialConfig, journal: EpochJournal | None,
                  forward: Forward):
         self.tid, self.setup, self.journal, self.forward = tid, setup, journal, forward
+        # The rank that journals is the one that tracks: one run per trial.
+        self.trackers = Trackers(setup.tracking if journal is not None else None,
+                                 RunInfo(setup.study, setup.paths.root, tid, flatten(config)))
         self.epochs = config.training_epochs
         self.offsets = {"cluster": 0, "selflabel": config.train.epochs}  # a phase's first step on Ray's clock
         self.latest = math.nan  # last evaluated value of the study's metric
@@ -107,6 +112,7 @@ class EpochReporter:
     def __call__(self, record: EpochRecord) -> None:
         if self.journal is not None:
             self.journal.append(epoch_row(self.tid, record))
+        self.trackers.log(record)
         crash_if_requested(self.setup.paths.root, record)
         if record.phase not in self.offsets:
             return
@@ -129,6 +135,7 @@ def execute(tid: str, values: dict[str, Any], setup: TrialSetup, forward: Forwar
                  pretrain_cache=setup.paths.pretrain_cache, dataset=_dataset(config.data.name, config.data.dir))
     if rank == 0:
         record_trial(setup.paths, tid, record, setup.keep_models)
+    reporter.trackers.close(record.status)
     reporter.latest = record.final.get(setup.metric, math.nan)
     done = reporter.epochs if record.status == "finished" else record.epochs_done
     forward(reporter.metrics(done, status=record.status, recorded=True))
@@ -150,10 +157,7 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     members = setup.resolve_all(params)
     name = setup.population_name(params, members)
     if name is not None and (len(members) > 1 or setup.paths.checkpoint_dir(name).exists()):
-        # (a lone member may resume its population)
-        if "population" not in params and "trial_id" not in params:  # optuna: kept so that a rerun resumes it
-            _keep_suggestion(setup, members, params)
-        _run_population(name, members, setup)
+        _run_population(name, members, setup)  # (a lone member may resume its population)
         return
     tid, values = members[0]
     # Two optuna suggestions can be the same configuration: the second waits and reuses the first.
@@ -162,19 +166,11 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
         if recorded is not None:
             tune.report(recorded)
             return
-        if "trial_id" not in params:  # an optuna suggestion: kept so that a rerun suggests it again and resumes it
-            _keep_suggestion(setup, members, params)
         if setup.resources.workers > 1:
             _run_data_parallel(tid, values, setup)
         else:
             execute(tid, setup.runtime_values(values, setup.resources.device), setup, tune.report)
     shutil.rmtree(setup.paths.checkpoint_dir(tid), ignore_errors=True)
-
-
-def _keep_suggestion(setup: TrialSetup, members: list[tuple[str, dict[str, Any]]], params: dict[str, Any]) -> None:
-    for tid, _ in members:
-        with atomic_path(setup.paths.params_file(tid)) as temp:
-            temp.write_text(json.dumps(params))
 
 
 def _run_population(name: str, members: list[tuple[str, dict[str, Any]]], setup: TrialSetup) -> None:
@@ -217,6 +213,7 @@ def execute_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSe
 
     def record_failure(row: int, record: TrialRecord) -> None:  # now: the population may crash before it ends
         record_trial(setup.paths, members[row][0], record, setup.keep_models)
+        reporters[row].trackers.close(record.status)
         recorded.add(members[row][0])
         alive.discard(row)
 
@@ -232,9 +229,10 @@ def execute_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSe
     records = fit_population(configs, report, dataset=_dataset(configs[0].data.name, configs[0].data.dir),
                              pretrain_cache=setup.paths.pretrain_cache, checkpoint_dir=checkpoints,
                              on_failure=record_failure)
-    for (tid, _), record in zip(members, records):
+    for row, ((tid, _), record) in enumerate(zip(members, records)):
         if tid not in recorded:
             record_trial(setup.paths, tid, record, setup.keep_models)
+            reporters[row].trackers.close(record.status)
     outcomes = [(r.status, r.final.get(setup.metric, math.nan)) for r in records]
     reporter = reporters[0]
     reporter.latest = group_value(setup, [*recorded_before, *outcomes])
