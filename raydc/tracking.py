@@ -15,7 +15,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -108,10 +107,10 @@ class _Mlflow:
         from mlflow.entities import Param
 
         uri = spec.tracking_uri or f"sqlite:///{run.study_dir.resolve() / 'mlflow.db'}"
-        self.client = MlflowClient(uri)
         name = spec.experiment or run.study
-        # One trial at a time creates the experiment (and a fresh store's tables).
-        with exclusive(run.study_dir / ".mlflow.lock") if spec.tracking_uri is None else nullcontext():
+        # One trial at a time opens the store (a fresh SQLite store creates its tables then) and the experiment.
+        with exclusive(run.study_dir / ".mlflow.lock"):
+            self.client = MlflowClient(uri)
             experiment = self.client.get_experiment_by_name(name)
             experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name)
         tags = {"raydc.study": run.study, "raydc.trial_id": run.trial_id}
@@ -217,6 +216,12 @@ class Trackers:
                 errors.write(line + "\n")
         except OSError:
             pass
+
+
+def tracking_offset(study_dir: Path | str) -> int:
+    """Where the next tracking problem will be written (tracking_problems' `since`)."""
+    path = Path(study_dir) / ERRORS_FILE
+    return path.stat().st_size if path.exists() else 0
 
 
 def tracking_problems(study_dir: Path | str, since: int = 0) -> list[str]:

@@ -123,3 +123,37 @@ def test_a_study_naming_a_tracker_that_is_not_installed_fails_before_any_compute
         parse_study(study)
     with pytest.raises(ConfigError, match=r"tracking\.mlflow\.uri.*unknown field"):
         parse_study({**study, "tracking": {"mlflow": {"uri": "x"}}})
+
+
+@pytest.mark.ray
+def test_a_study_tracks_every_trial_live_in_each_tracker(ray_cluster, tmp_path, capsys):
+    """A two-trial study with all three trackers (MLflow's default store in the study directory, W&B offline): one
+    run per trial in each, grouped by the study, holding every clustering epoch."""
+    from mlflow import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from raydc.study.runner import run_study
+    from raydc.study.spec import parse_study
+
+    raw = {"name": "tracked", "dataset": "digits", "checkpoint_every": 1,
+           "base": {"net": {"hidden": [64, 32]}, "pretrain": {"epochs": 2}, "train": {"epochs": 3},
+                    "eval": {"subsample": 200}},
+           "search": {"kind": "grid", "space": {"train.lr": [1e-3, 1e-2]}},
+           "tracking": {"tensorboard": True, "mlflow": {}, "wandb": {"mode": "offline"}}}
+    out = tmp_path / "tracked"
+    assert run_study(parse_study(raw), out).counts == {"finished": 2}
+    tids = sorted(p.stem for p in (out / "models").glob("*.pt"))
+    assert sorted(p.name for p in (out / "tensorboard").iterdir()) == tids
+    for tid in tids:
+        events = EventAccumulator(str(out / "tensorboard" / tid))
+        events.Reload()
+        assert [e.step for e in events.Scalars("cluster/acc")] == [0, 1, 2]
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == tids and {r.info.status for r in runs} == {"FINISHED"}
+    assert all(len(client.get_metric_history(r.info.run_id, "cluster/loss")) == 3 for r in runs)
+    run_files = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    names = sorted(next(r.run.display_name for r in _wandb_records(f) if r.WhichOneof("record_type") == "run")
+                   for f in run_files)
+    assert names == tids
+    assert "tracking:" not in capsys.readouterr().out  # nothing dropped

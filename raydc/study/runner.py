@@ -24,6 +24,7 @@ from raydc.study.record import discard_scratch, done_ids
 from raydc.study.space import Dimension
 from raydc.study.spec import Study, dump_spec
 from raydc.study.tune_trial import TrialSetup, run_trial
+from raydc.tracking import ERRORS_FILE, tracking_offset, tracking_problems
 
 # A Tune trial that only launches Ray Train workers holds almost nothing itself (zero is not accepted).
 LAUNCHER_CPU = 0.01
@@ -134,6 +135,7 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
         what = "configurations, each trained with its seeds as one population" if spec.seed_groups else "populations"
         print(f"as {len(groups)} {what} of up to {size} trials", flush=True)
         to_run = len(groups)
+    problems_seen = tracking_offset(paths.root)
     joined_before = ray.is_initialized()  # a caller's Ray stays up
     try:
         with interruptible() as stop:  # Tune's own SIGINT handler is off: raydc stops and resumes itself
@@ -154,6 +156,10 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
         discard_scratch(paths, tid)
     discard_recorded(paths, now_done)
     counts = dict(Counter(store.trials().column("status").to_pylist()))
+    problems = tracking_problems(paths.root, problems_seen)
+    if problems:  # once per run: each trial already went on without the tracker
+        print(f"tracking: {len(problems)} tracker(s) dropped by trials, first: {problems[0]} "
+              f"(all in {paths.root / ERRORS_FILE})", flush=True)
     print(f"results: {paths.root}/trials.parquet, epochs.parquet, assignments/")
     print("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), flush=True)
     return RunSummary(max(to_run, 0), counts, time.monotonic() - started)
