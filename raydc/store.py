@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from raydc.atomic import atomic_path
+from raydc.columns import description
 from raydc.model import model_path, save_model
 from raydc.parts import PartTable
 from raydc.config import EXECUTION_FIELDS, FORMER_DEFAULTS, TrialConfig, dotted_exclude, flatten, set_dotted
@@ -85,13 +86,18 @@ def trials_schema() -> pa.Schema:
     tail += [pa.field("pretrain_cached", pa.bool_()), pa.field("cluster_cached", pa.bool_()),
              pa.field("resolved_device", pa.string()), pa.field("node", pa.string())]
     tail += [pa.field(f"version.{k}", pa.string()) for k in VERSION_KEYS]
-    return pa.schema(head + config_fields() + finals + tail)
+    return _described("trials", head + config_fields() + finals + tail)
 
 
 def epochs_schema() -> pa.Schema:
     types_ = {"phase": pa.string(), "epoch": pa.int64(), "reset_applied": pa.bool_()}
-    return pa.schema([pa.field("trial_id", pa.string())]
-                     + [pa.field(f, types_.get(f, pa.float64())) for f in EPOCH_FIELDS])
+    return _described("epochs", [pa.field("trial_id", pa.string())]
+                      + [pa.field(f, types_.get(f, pa.float64())) for f in EPOCH_FIELDS])
+
+
+def _described(table: str, fields: list[pa.Field]) -> pa.Schema:
+    """The fields, each with its one-line description (raydc.columns) in its Parquet metadata."""
+    return pa.schema([f.with_metadata({"description": description(table, f.name)}) for f in fields])
 
 
 def scores_schema() -> pa.Schema:
@@ -163,7 +169,7 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """A table written under an older schema, in the current order and types: a missing config column holds what
     those trials ran with (so their configurations match newer rows'), any other missing column nulls."""
     if table.schema.equals(schema):
-        return table
+        return pa.Table.from_arrays(table.columns, schema=schema)  # with the current descriptions
     absent = _absent_config_values() if set(schema.names) - set(table.column_names) else {}
     columns = []
     for f in schema:

@@ -69,3 +69,22 @@ def test_a_saved_embedding_keeps_its_mdl_wherever_it_sits(tmp_path):
     assert saved["embedding"].dtype == np.float32 and np.array_equal(saved["labels"], labels)
     assert mdl_cost(saved["embedding"], labels) == pytest.approx(mdl_cost(embedding, labels), rel=1e-3)
     assert np.abs(saved["embedding"] - embedding).max() < 0.01
+
+
+def test_every_column_written_carries_its_description_with_its_unit(tmp_path):
+    """The Parquet parts a store writes describe each of their columns in the field metadata (raydc.columns)."""
+    import pyarrow.parquet as pq
+
+    from raydc.records import EpochRecord
+    from raydc.store import ResultStore, epoch_row, epochs_schema, trials_schema
+
+    for schema in (trials_schema(), epochs_schema()):
+        assert all(f.metadata and f.metadata[b"description"].strip() for f in schema)
+    assert b"fraction [0, 1]" in trials_schema().field("acc").metadata[b"description"]
+    assert b"bits" in epochs_schema().field("mdl_bits").metadata[b"description"]
+    store = ResultStore(tmp_path)
+    store.append(epochs=[epoch_row("t1", EpochRecord(phase="cluster", epoch=0, acc=0.5))])
+    (part,) = (tmp_path / "epochs.parquet").glob("*.parquet")
+    written = pq.read_schema(part)
+    assert written.field("cl_change").metadata[b"description"].endswith(b"percent [0, 100]")
+    assert store.epochs().schema.field("time_s").metadata[b"description"].endswith(b"seconds")
