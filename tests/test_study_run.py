@@ -84,7 +84,7 @@ def test_grid_study_end_to_end_then_extended_with_a_seed(ray_cluster, tmp_path, 
 
     assert main(["status", str(out)]) == 0
     status = capsys.readouterr().out
-    assert "8 finished" in status and "0 of 8 planned still to run" in status and "best by acc" in status
+    assert "8 finished" in status and "0 of 8 planned still to run" in status and "best configurations by mean acc over seeds" in status
 
 
 def test_optuna_runs_n_distinct_trials_and_counts_finished_ones(ray_cluster, tmp_path):

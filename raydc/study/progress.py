@@ -7,14 +7,25 @@ import time
 
 from ray.tune import Callback
 
+from raydc.store import ResultStore
+
 
 def _clock(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def recorded_best(store: ResultStore, metric: str, mode: str) -> float:
+    """The best value of the metric among the trials the study directory already finished (NaN if none)."""
+    values = [row[metric] for row in store.trials().to_pylist()
+              if row["status"] == "finished" and row.get(metric) is not None and math.isfinite(row[metric])]
+    return (max if mode == "max" else min)(values) if values else math.nan
+
+
 class ProgressLine(Callback):
-    def __init__(self, total: int, metric: str, mode: str):
+    """best: over the whole study, the trials recorded before this run included."""
+
+    def __init__(self, total: int, metric: str, mode: str, best: float = math.nan):
         self.total, self.metric, self.mode = total, metric, mode
         self.tty = sys.stdout.isatty()
         self.interval = 1.0 if self.tty else 15.0  # a log file gets a line now and then, a terminal one live line
@@ -22,7 +33,7 @@ class ProgressLine(Callback):
         self.last_print = self.started
         self.progress: dict[str, float] = {}  # Tune trial id -> share of its epochs done
         self.outcomes: dict[str, str] = {}    # Tune trial id -> finished | failed | stopped | error
-        self.best = math.nan
+        self.best = best
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.progress[trial.trial_id] = result.get("progress", 0.0)

@@ -19,10 +19,11 @@ from raydc.study.outcomes import UnfinishedTrials
 from raydc.study.paths import StudyPaths
 from raydc.study.populations import discard_recorded, encode, plan_populations, saved_populations
 from raydc.study.interrupt import StopRequest, interruptible
-from raydc.study.progress import ProgressLine
+from raydc.study.progress import ProgressLine, recorded_best
 from raydc.study.record import discard_scratch, done_ids
 from raydc.study.space import Dimension
 from raydc.study.spec import Study, dump_spec
+from raydc.study.summary import best_configuration
 from raydc.study.tune_trial import TrialSetup, run_trial
 from raydc.tracking import ERRORS_FILE, tracking_offset, tracking_problems
 
@@ -162,6 +163,9 @@ def run_study(study: Study, out: str | Path, *, address: str | None = None) -> R
               f"(all in {paths.root / ERRORS_FILE})", flush=True)
     print(f"results: {paths.root}/trials.parquet, epochs.parquet, assignments/")
     print("trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), flush=True)
+    best = best_configuration(paths.root, spec.metric, spec.mode)
+    if best:
+        print(best, flush=True)
     return RunSummary(max(to_run, 0), counts, time.monotonic() - started)
 
 
@@ -202,7 +206,7 @@ def _run_tune(study: Study, paths: StudyPaths, store: ResultStore, param_space: 
             name=time.strftime("tune-%Y%m%d-%H%M%S"), storage_path=str(paths.ray_dir), verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures), stop=stop,
             callbacks=[UnfinishedTrials(setup, early_stopping=scheduler is not None, interrupted=stop),
-                       ProgressLine(to_run, spec.metric, spec.mode)]),
+                       ProgressLine(to_run, spec.metric, spec.mode, recorded_best(store, spec.metric, spec.mode))]),
     )
     tuner.fit()
 

@@ -6,10 +6,13 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
 
 from raydc.config import make_config
 from raydc.model import MODELS_DIR, human_bytes, models_size
+from raydc.results import configuration_labels, load_trials
 from raydc.store import ResultStore
 from raydc.study.journal import EpochJournal
 from raydc.study.paths import StudyPaths
@@ -72,6 +75,37 @@ def describe_plan(study: Study, out: Path | None) -> str:
     return "\n".join(lines)
 
 
+def rank_configurations(root: Path, metric: str, mode: str) -> pd.DataFrame:
+    """Finished configurations (per dataset) ranked by their mean metric over seeds: config_id, config (a label of the
+    settings that act), data.name, mean, std and n (seeds with a value)."""
+    try:
+        trials = load_trials(root)
+    except FileNotFoundError:
+        return pd.DataFrame()
+    trials = trials[trials[metric].notna() & np.isfinite(trials[metric].astype(float))]
+    if trials.empty:
+        return pd.DataFrame()
+    trials = trials.assign(config=trials["config_id"].map(configuration_labels(trials)))
+    ranked = trials.groupby(["config_id", "config", "data.name"])[metric].agg(["mean", "std", "count"]).reset_index()
+    ranked = ranked.rename(columns={"count": "n"})
+    if trials["data.name"].nunique() > 1:
+        ranked["config"] = ranked["data.name"] + ": " + ranked["config"]
+    return ranked.sort_values("mean", ascending=mode == "min", kind="stable").reset_index(drop=True)
+
+
+def _mean_line(row: pd.Series) -> str:
+    spread = f" ± {row['std']:.4f}" if row["n"] > 1 else ""
+    return f"{row['mean']:.4f}{spread} (n={row['n']})"
+
+
+def best_configuration(root: Path, metric: str, mode: str) -> str | None:
+    """One line naming the study's best configuration by its mean over seeds, or None before any finished."""
+    ranked = rank_configurations(root, metric, mode)
+    if ranked.empty:
+        return None
+    return f"best configuration by mean {metric}: {_mean_line(ranked.iloc[0])}  {ranked.iloc[0]['config']}"
+
+
 def describe_directory(root: Path) -> str:
     """`raydc status`: trials by status, what is still pending, time spent, and the best trials."""
     paths = StudyPaths.at(root)
@@ -98,13 +132,11 @@ def describe_directory(root: Path) -> str:
         lines.append(f"time: {_duration(sum(times))} of trial time; a trial took {_duration(min(times))} to "
                      f"{_duration(max(times))} (median {_duration(statistics.median(times))})")
     metric, mode = (study.spec.metric, study.spec.mode) if study else ("acc", "max")
-    finished = [r for r in rows if r["status"] == "finished" and r[metric] is not None and math.isfinite(r[metric])]
-    finished.sort(key=lambda r: r[metric], reverse=mode == "max")
-    keys = [d.key for d in study.dimensions] + ["seed"] if study else ["seed"]
-    if finished:
-        lines.append(f"best by {metric} ({mode}):")
-        lines += [f"  {r[metric]:.4f}  {r['trial_id']}  " + " ".join(f"{k}={r.get(k)}" for k in keys)
-                  for r in finished[:BEST_TRIALS]]
+    ranked = rank_configurations(paths.root, metric, mode)
+    if len(ranked):
+        lines.append(f"best configurations by mean {metric} over seeds ({mode}; ± the seeds' standard deviation):")
+        lines += [f"  {_mean_line(row)}  {row['config']}  [config {row['config_id']}]"
+                  for _, row in ranked.head(BEST_TRIALS).iterrows()]
     failures = [r for r in rows if r["status"] in ("failed", "error")]
     lines += [f"  {r['status']}: {r['trial_id']}  {r['error']}" for r in failures[:BEST_TRIALS]]
     return "\n".join(lines)
