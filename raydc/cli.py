@@ -189,6 +189,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary.counts.get("error") else 0
 
 
+def cmd_slurm(args: argparse.Namespace) -> int:
+    from raydc.study.slurm import SlurmJob, submit
+    from raydc.study.spec import load_study
+
+    study = load_study(args.study)  # a bad study fails here, not hours later in the queue
+    out = Path(args.out or Path("runs") / study.spec.name).resolve()
+    job = SlurmJob(Path(args.study).resolve(), out, args.nodes, args.cpus_per_node, args.gpus_per_node, args.time,
+                   args.partition, args.account)
+    job.check()
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", f"{out} is a file; give a directory on a file system every node mounts")
+    script = job.write()
+    print(f"sbatch script: {script}")
+    if args.submit:
+        job_id = submit(script)
+        print(f"submitted job {job_id}; its log: {out}/slurm-{job_id}.log; the study's tables: {out}")
+    else:
+        print(f"submit it with: sbatch {script}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from raydc.study.summary import describe_directory
 
@@ -223,6 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="validate and show the planned trials; start nothing")
     run.add_argument("--resume", action="store_true", help="continue the study in --out (after a crash or kill)")
     run.set_defaults(func=cmd_run)
+    slurm = sub.add_parser("slurm", help="write (and --submit) an sbatch script running a study on N SLURM nodes")
+    slurm.add_argument("study", help="study file")
+    slurm.add_argument("--out", help="study directory on a file system every node mounts (default: runs/<name>)")
+    slurm.add_argument("--nodes", type=int, default=1, help="nodes of the allocation (Ray head on the first)")
+    slurm.add_argument("--cpus-per-node", type=int, default=1, help="CPUs Ray may use on each node")
+    slurm.add_argument("--gpus-per-node", type=int, default=0, help="GPUs of each node")
+    slurm.add_argument("--time", default="01:00:00", help="wall-time limit, e.g. 24:00:00 or 1-12:00:00")
+    slurm.add_argument("--partition", help="SLURM partition")
+    slurm.add_argument("--account", help="SLURM account")
+    slurm.add_argument("--submit", action="store_true", help="sbatch the script now")
+    slurm.set_defaults(func=cmd_slurm)
     status = sub.add_parser("status", help="summarise a study directory")
     status.add_argument("dir", help="study directory")
     status.set_defaults(func=cmd_status)
