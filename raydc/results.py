@@ -90,6 +90,8 @@ def varying_columns(trials: pd.DataFrame, columns: list[str] | None = None) -> l
 
 
 def format_value(value: object) -> str:
+    if isinstance(value, pd.Interval):  # a bin of a sampled setting
+        return f"{value.left:.3g}–{value.right:.3g}"
     if value is None or pd.isna(value):  # a null setting is None in the configuration
         return "None"
     if isinstance(value, float):

@@ -306,3 +306,22 @@ def test_final_values_keep_datasets_and_pretraining_apart_and_take_each_trials_l
     curves = dynamics_curves(epochs, "acc")
     last = curves[curves["epoch"] == 9].set_index(["data.name", "pretrained"])["mean"]
     assert last.to_dict() == {("digits", False): 0.5, ("digits", True): 0.8, ("usps", True): 0.3}
+
+
+def test_a_sampled_space_is_drawn_in_bins_not_one_cell_per_value():
+    """An optuna or random search samples a new α and T per trial: the heatmap bins them into quantile bins."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for number in range(60):
+        alpha, interval = rng.uniform(0.5, 0.95), int(rng.integers(5, 40))
+        for algorithm in ("dec", "idec"):
+            rows.append({"data.name": "usps", "train.algorithm": algorithm, "brb.mode": "brb", "brb.alpha": alpha,
+                         "brb.interval": interval, "train.lr": 1e-3, "seed": 0, "status": "finished",
+                         "acc": alpha / 2, "config_id": f"{algorithm}-{number}"})
+    trials = pd.DataFrame(rows)
+    (table,) = grid_means(trials, GRIDS[0]).values()
+    assert table.shape == (5, 5)  # five α bins × five T bins, from 60 distinct values of each
+    assert table.index[0].left < table.index[-1].left
+    assert np.nanmean(table.to_numpy()[0]) < np.nanmean(table.to_numpy()[-1])  # α's effect still shows
+    figure = plot_sensitivity(trials, GRIDS[0])
+    assert all("–" in tick.get_text() for tick in figure.axes[0].get_yticklabels())  # labelled by range

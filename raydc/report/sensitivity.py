@@ -45,6 +45,27 @@ AXIS_LABELS = {"brb.alpha": "reset factor α", "brb.interval": "reset interval T
 METRIC_LABELS = {"acc": "ACC", "nmi": "NMI", "ari": "ARI"}
 
 
+# An axis of a sampled (optuna/random) space has a value per trial: above MAX_LEVELS values it is cut into BINS
+# quantile bins, each drawn as one row, column or panel.
+MAX_LEVELS, BINS = 8, 5
+
+
+def bin_continuous(trials: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``trials`` with each numeric column of ``columns`` that takes more than MAX_LEVELS values replaced by its
+    quantile bin (a pandas Interval, labelled by its range)."""
+    binned = trials
+    for column in columns:
+        values = trials[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values) and (
+                values.nunique() > MAX_LEVELS):
+            binned = binned.assign(**{column: pd.qcut(values, BINS, duplicates="drop").astype(object)})
+    return binned
+
+
+def _axes(grid: Grid) -> list[str]:
+    return [c for c in (grid.rows, grid.cols, grid.panels) if c]
+
+
 def _label(column: str) -> str:
     return AXIS_LABELS.get(column, column)
 
@@ -62,7 +83,7 @@ def grid_trials(trials: pd.DataFrame, grid: Grid) -> pd.DataFrame:
     absent = [c for c in needed if c not in trials.columns]
     if absent:
         raise MissingDimension(f"the study has no {absent[0]} column")
-    inside = _matching(trials, grid.only)
+    inside = bin_continuous(_matching(trials, grid.only), _axes(grid))
     if not _finished(inside).any() and grid.only is not None:
         column, value = grid.only
         raise MissingDimension(f"no finished trial has {column} = {value}")
@@ -154,6 +175,8 @@ def plot_sensitivity(trials: pd.DataFrame, grid: Grid = GRIDS[0], dataset: str |
 
     ``trials``: load_trials(study, finished_only=False), so that failed trials show."""
     trials = for_dataset(trials, dataset)
+    if all(c in trials.columns for c in _axes(grid)):  # the grid's bins, for the baseline's panels too
+        trials = bin_continuous(trials, _axes(grid))
     tables = grid_means(trials, grid, metric)
     failures = grid_failures(trials, grid)
     baselines = baseline_means(trials, grid, list(tables), metric)
