@@ -5,7 +5,9 @@
     format       MODEL_FORMAT
     config       the trial's flat dotted config (as in trials.parquet)
     net          the evaluation network's state_dict (encoder and decoder / projector)
-    centers      (k, d) float32 cluster centres; a sample's cluster is its nearest centre
+    centers      (k, d) float32 cluster centres of the clustering stage; a sample's cluster is its nearest centre
+    head         self-labeling trials only: the cluster head's state (norm.*, head.*) over the network's embedding;
+                 a sample's cluster is the head's most probable one, as the trial's own predictions
     preprocess   what turns raw samples into the network's input: image_shape (C, H, W) as the dataset holds it,
                  raw_low / raw_high (raw pixel values mapped to [0, 1]), equalize (per-channel histogram
                  equalisation of uint8 images), mean / std (per-channel z-transform), resize (side or None)
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from raydc.checkpoint import atomic_save, load
 
 MODEL_FORMAT = 1
+PREDICT_CHUNK = 8192  # samples per forward pass of a self-labeling head
 MODELS_DIR = "models"
 
 
@@ -33,15 +36,21 @@ def model_path(root: Path | str, tid: str) -> Path:
     return Path(root) / MODELS_DIR / f"{tid}.pt"
 
 
-def model_state(config: Any, flat_config: dict[str, Any], model: torch.nn.Module, mean: torch.Tensor,
-                std: torch.Tensor) -> dict[str, Any]:
-    """What a finished trial's model file holds (see the module's docstring)."""
+def _tensors(module: torch.nn.Module, skip: str = "") -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous().clone() if v.dtype == torch.long else v.detach().float().cpu().clone()
+            for k, v in module.state_dict().items() if not (skip and k.startswith(skip))}
+
+
+def model_state(config: Any, flat_config: dict[str, Any], net: torch.nn.Module, centers: torch.Tensor,
+                mean: torch.Tensor, std: torch.Tensor, classifier: torch.nn.Module | None = None) -> dict[str, Any]:
+    """What a finished trial's model file holds (see the module's docstring); classifier: a self-labeling trial's
+    evaluation Classifier (its net is `net`)."""
     from raydc.data import dataset_info
 
     info = dataset_info(config.data.name)
-    return {"format": MODEL_FORMAT, "config": dict(flat_config),
-            "net": {k: v.detach().float().cpu().contiguous().clone() for k, v in model.eval_net.state_dict().items()},
-            "centers": model.centers.detach().float().cpu().clone(),
+    head = {"head": _tensors(classifier, skip="net.")} if classifier is not None else {}
+    return {"format": MODEL_FORMAT, "config": dict(flat_config), "net": _tensors(net), **head,
+            "centers": centers.detach().float().cpu().clone(),
             "preprocess": {"image_shape": list(info.image_shape), "raw_low": info.raw_range[0],
                            "raw_high": info.raw_range[1], "equalize": info.equalized,
                            "mean": mean.detach().float().cpu(), "std": std.detach().float().cpu(),
@@ -78,6 +87,13 @@ class ClusteringModel:
                                  projector_width=net.projector_width, projector_dim=net.projector_dim)
         self.net.load_state_dict(state["net"])
         self.net.to(self.device).eval()
+        self._classifier = None
+        if "head" in state:  # a self-labeling trial: its head's predictions are its clusters
+            from raydc.selflabel import Classifier
+
+            self._classifier = Classifier(self.net, embedding_dim, self.n_clusters)
+            self._classifier.load_state_dict({**{f"net.{k}": v for k, v in state["net"].items()}, **state["head"]})
+            self._classifier.to(self.device).eval()
         self._centers = centers.to(self.device)
         self.cluster_centers_ = centers.numpy()
 
@@ -147,15 +163,23 @@ class ClusteringModel:
         return self._embed(X).cpu().numpy()
 
     def predict(self, X: Any) -> np.ndarray:
-        """The cluster (0..k-1, int64) of every raw sample: its nearest centre in the embedding."""
+        """The cluster (0..k-1, int64) of every raw sample: its nearest centre in the embedding, or for a
+        self-labeling trial its head's most probable cluster."""
         from raydc.clustering.kmeans import nearest
 
+        if self._classifier is not None:
+            x = self.preprocess(X)
+            with torch.no_grad():
+                logits = torch.cat([self._classifier(chunk) for chunk in x.split(PREDICT_CHUNK)])
+            return logits.argmax(1).cpu().numpy().astype(np.int64)
         return nearest(self._embed(X), self._centers).cpu().numpy().astype(np.int64)
 
     def _embed(self, X: Any) -> torch.Tensor:
         from raydc.trial import embed
 
-        return embed(self.net, self.preprocess(X), self._trial_config.train.precision)
+        # a self-labeling head trains (and its trial is scored) on a float32 embedding
+        precision = "float32" if self._classifier is not None else self._trial_config.train.precision
+        return embed(self.net, self.preprocess(X), precision)
 
     def __repr__(self) -> str:
         return (f"ClusteringModel(trial_id={self.trial_id!r}, algorithm={self.config.get('train.algorithm')!r}, "

@@ -121,8 +121,9 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
         result.final.update(kmeans_scores(z, data, trial.generator))
         result.labels = trial.prev_labels.cpu().numpy().astype(np.int32)
         result.embedding = z.cpu().numpy().astype(np.float32)
-        if config.selflabel.epochs == 0:  # a self-labeling head's clusters are not centres: not kept yet
-            result.model = model_state(config, result.config, trial.model, data.mean, data.std)
+        classifier = stage.strategy.eval_model(stage.classifier) if config.selflabel.epochs > 0 else None
+        result.model = model_state(config, result.config, eval_net, trial.model.centers, data.mean, data.std,
+                                   classifier)
         result.status = "finished"
     except TrialDiverged as exc:
         result.status, result.error = "failed", str(exc)

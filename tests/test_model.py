@@ -131,3 +131,19 @@ def test_status_shows_the_space_the_kept_models_take(kept):
     from raydc.store import trial_row
     store.append([trial_row(tid, record) for tid, record in records.values()])
     assert "models: 2 kept in " in describe_directory(root) and "KiB (raydc.load_model)" in describe_directory(root)
+
+
+@pytest.mark.parametrize("strategy", ["none", "ht"])
+def test_a_self_labeling_trial_keeps_its_head_and_predicts_its_own_clusters(tmp_path, strategy):
+    """A self-labeling trial's clusters are its head's predictions (ReSL-HT: the tortoise's): the kept model holds
+    the head and reproduces them from raw samples."""
+    config = raydc.make_config({**SMALL, "seed": 1, "selflabel": {"epochs": 2, "warmup_epochs": 1, "batch_size": 256},
+                                "resl": {"strategy": strategy}})
+    record = raydc.fit(config)
+    tid = trial_id(config)
+    ResultStore(tmp_path).save_model(tid, record)
+    state = torch.load(model_path(tmp_path, tid), weights_only=True)
+    assert {"head.weight", "head.bias", "norm.running_mean"} <= set(state["head"])
+    model = raydc.load_model(tmp_path, tid)
+    assert np.array_equal(model.predict(load_digits().data), record.labels)
+    assert np.allclose(model.transform(load_digits().data), record.embedding, atol=1e-4)

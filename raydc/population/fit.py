@@ -373,5 +373,6 @@ def _finish(member: Member, data: Dataset) -> None:
     result.final.update(kmeans_scores(member.embedding, data, trial.generator))
     result.labels = trial.prev_labels.cpu().numpy().astype(np.int32)
     result.embedding = member.embedding.cpu().numpy().astype(np.float32)
-    result.model = model_state(trial.config, result.config, trial.model, data.mean, data.std)
+    result.model = model_state(trial.config, result.config, trial.model.eval_net, trial.model.centers, data.mean,
+                               data.std)
     result.status = "finished"
