@@ -213,7 +213,9 @@ class Study:
 
     @property
     def planned_count(self) -> int:
-        return self.spec.search.n if self.spec.search.kind == "optuna" else len(self.trials)
+        if self.spec.search.kind == "optuna":  # n configurations, each with every seed when they train together
+            return self.spec.search.n * (len(self.spec.search.seeds) if self.spec.seed_groups else 1)
+        return len(self.trials)
 
     def dataset_field(self) -> tuple[str, list[str]]:
         """Where the study names its datasets, and which they are."""

@@ -56,8 +56,12 @@ def describe_plan(study: Study, out: Path | None) -> str:
              f"checkpoint every {spec.checkpoint_every} epochs; up to {spec.max_failures} retries"
              + (f"; ASHA grace {spec.asha.grace_period}, reduction {spec.asha.reduction_factor:g}"
                 if spec.asha else "")]
+    if spec.seed_groups:
+        lines.append(f"metric vi: each Tune trial trains one configuration's {len(search.seeds)} seeds as one "
+                     "population and reports their mean VI")
     if search.kind == "optuna":
-        lines.append(f"optuna: TPE seeded {search.seed}; {len(done)} finished configurations count toward n={search.n}")
+        lines.append(f"optuna: TPE seeded {search.seed}, its study in <out>/optuna.db; finished configurations "
+                     f"count toward n={search.n}")
     else:
         pending = [t for t in study.trials if t.trial_id not in done]
         lines.append(f"{len(pending)} to run, {len(study.trials) - len(pending)} already done"
