@@ -69,7 +69,7 @@ def local_slurm(tmp_path):
     pids = tmp_path / "slurm.pids"
     started = subprocess.run(["bash", str(STARTER), str(pids)], capture_output=True, text=True)
     if started.returncode == 3:
-        pytest.skip(f"no SLURM here and none can be installed: {started.stderr.strip()}")
+        pytest.skip(f"no SLURM can be installed or run here: {started.stderr.strip()}")
     assert started.returncode == 0, started.stderr
     yield
     for pid in pids.read_text().split() if pids.exists() else []:

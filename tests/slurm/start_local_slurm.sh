@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A one-node SLURM on this machine for tests/test_slurm.py: installs Debian's slurm-wlm and munge if missing (root),
 # writes a slurm.conf for this host and starts munged, slurmctld and slurmd unless they already answer.
-# Prints "ready" when `sinfo` shows the node idle; exits 3 when SLURM cannot be installed here, non-zero saying why
-# otherwise. With a file argument, it appends the ids of the daemons it started there (for the caller to end).
+# Prints "ready" when `sinfo` shows the node idle; exits 3, saying why, when SLURM cannot be installed or run here
+# (no root, no package mirror, daemons this machine cannot host). With a file argument, it appends the ids of the daemons it started there (for the caller to end).
 set -euo pipefail
 pids_file=${1:-/dev/null}
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
@@ -46,9 +46,9 @@ chmod 400 /etc/munge/munge.key
 start() {  # daemon name, command...: start it unless it runs, and note its id
   local name=$1; shift
   pgrep -x "$name" >/dev/null && return 0
-  "$@"
+  "$@" || { echo "$name does not start here: $(tail -n 3 /var/log/slurm/*.log 2>/dev/null)" >&2; exit 3; }
   for _ in $(seq 20); do pgrep -x "$name" >/dev/null && break; sleep 0.2; done
-  pgrep -x "$name" >> "$pids_file"
+  pgrep -x "$name" >> "$pids_file" || { echo "$name exited right after starting" >&2; exit 3; }
 }
 start munged runuser -u munge -- /usr/sbin/munged
 start slurmctld slurmctld
@@ -59,4 +59,4 @@ for _ in $(seq 30); do
   sleep 1
 done
 echo "slurm did not come up: $(sinfo 2>&1 | tail -1); see /var/log/slurm/" >&2
-exit 4
+exit 3
