@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 EXTRAS = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow"), "wandb": ("wandb", "wandb")}
 ERRORS_FILE = "tracking-errors.log"  # in the study directory: one line per tracker a trial had to drop
 MLFLOW_PARAMS_PER_BATCH = 100  # MLflow's limit on parameters in one log_batch
+MLFLOW_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 class _Strict(BaseModel):
@@ -106,6 +108,10 @@ class _Mlflow:
         from mlflow import MlflowClient
         from mlflow.entities import Param
 
+        # MLflow retries an unreachable server 7 times with doubling waits (minutes, in every trial); a few seconds
+        # say as much. A researcher's own setting wins.
+        for name, value in MLFLOW_RETRIES.items():
+            os.environ.setdefault(name, value)
         uri = spec.tracking_uri or f"sqlite:///{run.study_dir.resolve() / 'mlflow.db'}"
         name = spec.experiment or run.study
         # One trial at a time opens the store (a fresh SQLite store creates its tables then) and the experiment.

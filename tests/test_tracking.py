@@ -98,7 +98,11 @@ def test_wandb_offline_run_files_hold_the_config_and_every_epoch(tmp_path):
 
 
 def test_a_tracker_that_fails_is_dropped_once_and_the_others_go_on(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own retries take minutes to give up
+    import time
+
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)  # raydc's bound on MLflow's retries (minutes by its own defaults)
+    started = time.monotonic()
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("")  # TensorBoard cannot make its run directory under a file
     spec = TrackingSpec(tensorboard={"log_dir": str(blocked)}, mlflow={"tracking_uri": "http://127.0.0.1:9"})
@@ -109,6 +113,7 @@ def test_a_tracker_that_fails_is_dropped_once_and_the_others_go_on(tmp_path, mon
     problems = tracking_problems(tmp_path)
     assert len(problems) == 2 and {p.split(": ")[1].split()[0] for p in problems} == {"tensorboard", "mlflow"}
     assert (tmp_path / ERRORS_FILE).exists()
+    assert time.monotonic() - started < 60  # a dead server is given up in seconds
 
 
 def test_a_study_naming_a_tracker_that_is_not_installed_fails_before_any_compute(monkeypatch):
