@@ -141,15 +141,20 @@ def execute(tid: str, values: dict[str, Any], setup: TrialSetup, forward: Forwar
     forward(reporter.metrics(done, status=record.status, recorded=True))
 
 
-def _recorded_metrics(setup: TrialSetup, tid: str) -> dict[str, Any] | None:
-    """The final report of a trial already recorded in the study directory, if it is."""
-    rows = [r for r in ResultStore(setup.paths.root).trials().to_pylist() if r["trial_id"] == tid]
-    if not rows or rows[0]["status"] not in DONE_STATUSES:
-        return None
-    row = rows[0]
-    value = row[setup.metric]  # None for a trial that failed before its first evaluation
-    return {setup.metric: math.nan if value is None else value, "epoch": row["epochs_done"], "progress": 1.0,
-            "trial": tid, "status": row["status"], "recorded": True}
+def _recorded_metrics(setup: TrialSetup, tids: list[str]) -> dict[str, dict[str, Any] | None]:
+    """The final report of each trial already recorded in the study directory (None for one that is not), from one
+    read of the trials table."""
+    rows = {r["trial_id"]: r for r in ResultStore(setup.paths.root).trials().to_pylist() if r["trial_id"] in tids}
+    reports: dict[str, dict[str, Any] | None] = {}
+    for tid in tids:
+        row = rows.get(tid)
+        if row is None or row["status"] not in DONE_STATUSES:
+            reports[tid] = None
+            continue
+        value = row[setup.metric]  # None for a trial that failed before its first evaluation
+        reports[tid] = {setup.metric: math.nan if value is None else value, "epoch": row["epochs_done"],
+                        "progress": 1.0, "trial": tid, "status": row["status"], "recorded": True}
+    return reports
 
 
 def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
@@ -162,7 +167,7 @@ def run_trial(params: dict[str, Any], setup: TrialSetup) -> None:
     tid, values = members[0]
     # Two optuna suggestions can be the same configuration: the second waits and reuses the first.
     with exclusive(setup.paths.lock_file(tid)):
-        recorded = _recorded_metrics(setup, tid)
+        recorded = _recorded_metrics(setup, [tid])[tid]
         if recorded is not None:
             tune.report(recorded)
             return
@@ -179,7 +184,7 @@ def _run_population(name: str, members: list[tuple[str, dict[str, Any]]], setup:
     with ExitStack() as held:
         for tid, _ in sorted(members):  # one order for every process: no two populations wait on each other
             held.enter_context(exclusive(setup.paths.lock_file(tid)))
-        recorded = {tid: _recorded_metrics(setup, tid) for tid, _ in members}
+        recorded = _recorded_metrics(setup, [tid for tid, _ in members])
         before = [(row["status"], row[setup.metric]) for row in recorded.values() if row is not None]
         todo = [(tid, values) for tid, values in members if recorded[tid] is None]
         if todo:
