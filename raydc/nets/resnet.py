@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from raydc.nets.autoencoder import mlp
@@ -12,6 +11,8 @@ class ResNetEncoder(nn.Module):
     def __init__(self, in_channels: int, embedding_dim: int, head_hidden: tuple[int, ...] = (512, 256),
                  projector_width: int = 2048, projector_dim: int = 128):
         super().__init__()
+        import torchvision  # here, not at the top: its import costs every trial process seconds, MLP trials included
+
         backbone = torchvision.models.resnet18(weights=None)
         # CIFAR stem: 3×3 stride-1 first convolution and no max-pool keep 32×32 inputs informative.
         backbone.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
