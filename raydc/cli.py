@@ -57,7 +57,7 @@ def print_epoch(record) -> None:
     mark = "  reset" if record.reset_applied else ""
     confident = "" if math.isnan(record.confident_fraction) else f"  confident {record.confident_fraction:.3f}"
     print(f"{record.phase:9s} {record.epoch:4d}  loss {_fmt(record.loss)}  acc {_fmt(record.acc)}  "
-          f"nmi {_fmt(record.nmi)}  ari {_fmt(record.ari)}  cl {_fmt(record.cl_change, '.2f')}{confident}  "
+          f"nmi {_fmt(record.nmi)}  ari {_fmt(record.ari)}  cl {_fmt(record.cl_change)}{confident}  "
           f"{record.time_s:.2f}s{mark}", flush=True)
 
 

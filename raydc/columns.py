@@ -1,8 +1,8 @@
 """What every column of trials.parquet and epochs.parquet holds, with its unit: the `description` each Parquet field
 carries in its metadata (raydc.store), so pandas, DuckDB or pyarrow readers see it beside the data.
 
-Units: ACC, NMI, ARI, shares and fractions are fractions in [0, 1]; cl_change is a percentage (0–100, as the BRB
-paper defines it); MDL costs are bits; VI is nats; times are seconds; losses are the optimised objective's units.
+Units, the same in every table, printed line and figure raydc makes: ACC, NMI, ARI, cl_change and every share are
+fractions in [0, 1]; MDL costs are bits; VI is nats; times are seconds; losses are the optimised objective's units.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ EPOCH = {
     "phase": "pretrain, cluster, selflabel_warmup or selflabel",
     "epoch": "epoch within the phase, counted from 0",
     **SCORES,
-    "cl_change": "cluster label change since the last evaluation, (1 − NMI) × 100, percent [0, 100]",
+    "cl_change": "cluster label change since the last evaluation, 1 − NMI, fraction [0, 1]",
     "confident_fraction": "self-labeling: share of samples above the confidence threshold, fraction [0, 1]",
     "nmi_match": "self-labeling: NMI of pseudo-labels and classes on the confident samples, fraction [0, 1]",
     "stability_mean": "LFSS: mean cosine similarity of each sample's representation in consecutive epochs, [-1, 1]",

@@ -77,8 +77,9 @@ def table_scores(counts: np.ndarray) -> tuple[float, float, float]:
 
 
 def table_change(counts: np.ndarray) -> float:
-    """Cluster label change, (1 − NMI) · 100, of a (previous × current labels) contingency table."""
-    return (1.0 - _nmi_from(_present(counts))) * 100.0
+    """Cluster label change, 1 − NMI, of a (previous × current labels) contingency table: a fraction, like every
+    share raydc records (the BRB paper prints it × 100)."""
+    return 1.0 - _nmi_from(_present(counts))
 
 
 def _acc_from(counts: np.ndarray) -> float:
@@ -122,7 +123,7 @@ def _ari_from(counts: np.ndarray) -> float:
 
 
 def cl_change(prev_labels: ArrayLike, labels: ArrayLike) -> float:
-    """Cluster label change between consecutive clusterings, (1 − NMI) · 100: 0 = identical partition."""
+    """Cluster label change between consecutive clusterings, 1 − NMI in [0, 1]: 0 = identical partition."""
     return table_change(contingency(prev_labels, labels))
 
 

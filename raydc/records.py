@@ -25,7 +25,7 @@ class EpochRecord:
     ari: float = NAN
     intra_cd: float = NAN           # App. D.4 on a fixed subsample, l2-normalised embedding
     inter_cd: float = NAN
-    cl_change: float = NAN          # (1 − NMI(S_t, S_t−1)) · 100
+    cl_change: float = NAN          # 1 − NMI(S_t, S_t−1), fraction [0, 1]
     silhouette: float = NAN         # on predicted labels, fixed subsample
     calinski_harabasz: float = NAN  # on predicted labels, fixed subsample (higher = tighter, better separated)
     davies_bouldin: float = NAN     # on predicted labels, fixed subsample (lower = better separated)

@@ -35,6 +35,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
@@ -180,6 +181,18 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _in_current_units(table: pa.Table) -> pa.Table:
+    """An epochs part written while cl_change was a percentage (its description, if any, does not say fraction),
+    with cl_change as the fraction it is now."""
+    if "cl_change" not in table.column_names:
+        return table
+    field = table.schema.field("cl_change")
+    if b"fraction" in ((field.metadata or {}).get(b"description") or b""):
+        return table
+    index = table.column_names.index("cl_change")
+    return table.set_column(index, field, pc.divide(table.column(index).cast(pa.float64()), 100.0))
+
+
 def rows_table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     """Rows as dicts (a missing key is null) as a table of `schema`."""
     rows = list(rows)
@@ -202,7 +215,7 @@ class ResultStore:
         self._trials = PartTable(self.root / TRIALS_FILE, trials_schema(), ("trial_id",),
                                  lambda t: _conform(t, trials_schema()), lock)
         self._epochs = PartTable(self.root / EPOCHS_FILE, epochs_schema(), EPOCH_KEY,
-                                 lambda t: _conform(t, epochs_schema()), lock)
+                                 lambda t: _conform(_in_current_units(t), epochs_schema()), lock)
 
     def append(self, trials: Iterable[dict[str, Any]] = (), epochs: Iterable[dict[str, Any]] = ()) -> None:
         """Record rows: a trial row supersedes the one with its trial_id, an epoch row its (trial, phase, epoch).

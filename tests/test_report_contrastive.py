@@ -75,7 +75,7 @@ def _selflabel_epochs(acc: float, resets: bool) -> list[EpochRecord]:
         rows.append(EpochRecord(phase="selflabel", epoch=epoch, acc=acc - 0.1 * (1 - progress) - dip,
                                 nmi=acc - 0.1, ari=acc - 0.15, nmi_match=0.7 + 0.2 * progress,
                                 confident_fraction=0.3 + 0.5 * progress - dip,
-                                cl_change=np.nan if epoch == 0 else 5 * (1 - progress) + 100 * dip,
+                                cl_change=np.nan if epoch == 0 else 0.05 * (1 - progress) + dip,
                                 reset_applied=reset))
     return rows
 
@@ -131,13 +131,13 @@ def test_sweep_table_holds_the_means_over_seeds_at_the_held_point(trials):
     summary = sweep_summary(trials, "lfss.warmup_epochs", DATASET)
     assert list(summary.index) == [0, 4, 8]  # the off-sweep trial (η = 4, σ = 0.01) is left out
     for warmup in (0, 4, 8):
-        accs = [100 * lfss_acc(warmup, 1e-3, s) for s in SEEDS]
+        accs = [lfss_acc(warmup, 1e-3, s) for s in SEEDS]
         assert summary.loc[warmup, "acc_mean"] == pytest.approx(np.mean(accs))
         assert summary.loc[warmup, "acc_std"] == pytest.approx(np.std(accs, ddof=1))
-        assert summary.loc[warmup, "ari_mean"] == pytest.approx(np.mean(accs) - 10)
+        assert summary.loc[warmup, "ari_mean"] == pytest.approx(np.mean(accs) - 0.1)
         assert summary.loc[warmup, "seeds"] == len(SEEDS)
     noise = sweep_summary(trials, "lfss.noise", DATASET)
-    assert noise.loc[1e-2, "nmi_mean"] == pytest.approx(np.mean([100 * lfss_acc(8, 1e-2, s) - 5 for s in SEEDS]))
+    assert noise.loc[1e-2, "nmi_mean"] == pytest.approx(np.mean([lfss_acc(8, 1e-2, s) - 0.05 for s in SEEDS]))
 
 
 def test_sweep_markdown_is_table_10(trials):
@@ -145,7 +145,7 @@ def test_sweep_markdown_is_table_10(trials):
     assert "| Metric | η = 0 | η = 4 | η = 8 |" in text
     assert "| Metric | σ = 0.0001 | σ = 0.001 | σ = 0.01 |" in text
     acc_row = next(line for line in text.splitlines() if line.startswith("| ACC"))
-    assert acc_row == "| ACC | 53.00±1.00 | 57.00±1.00 | **61.00±1.00** |"
+    assert acc_row == "| ACC | 0.5300±0.0100 | 0.5700±0.0100 | **0.6100±0.0100** |"
     assert "δ = 0.1, σ = 0.001, λ = 0.1 held" in text and "over 3 seeds" in text
 
 
@@ -164,7 +164,7 @@ def test_report_renders_the_new_figures_and_table(study, tmp_path):
     names = {p.name for p in report.written}
     for png in (f"lfss_sweeps_{DATASET}.png", f"lfss_stability_{DATASET}.png", f"selflabel_dynamics_{DATASET}.png"):
         assert png in names and (tmp_path / "out" / png).stat().st_size > 10_000
-    assert "| ACC | 53.00±1.00" in (tmp_path / "out" / f"lfss_sweeps_{DATASET}.md").read_text()
+    assert "| ACC | 0.5300±0.0100" in (tmp_path / "out" / f"lfss_sweeps_{DATASET}.md").read_text()
     assert "lfss_sweeps_cifar10" in (tmp_path / "out" / "index.md").read_text()
 
 

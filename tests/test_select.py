@@ -166,7 +166,7 @@ def test_vi_is_attached_to_every_seed_of_a_configuration(study):
 def test_select_command_writes_parquet_and_prints_the_table(study, capsys):
     assert main(["select", str(study), "--criteria", "mdl", "vi", "silhouette", "mdl+vi"]) == 0
     printed = capsys.readouterr().out
-    assert "| digits | silhouette | α=0.6 | 70.00 | 90.00 | 20.00 |" in printed
+    assert "| digits | silhouette | α=0.6 | 0.7000 | 0.9000 | 0.2000 |" in printed
     selection = pq.read_table(study / SELECTION_FILE).to_pandas()
     assert set(selection["criterion"]) == set(DEFAULT_SELECTION) and len(selection) == 2 * len(DEFAULT_SELECTION)
     assert selection.loc[selection["default"], "criterion"].tolist() == [DEFAULT_CRITERION] * 2
@@ -237,7 +237,7 @@ def test_scatter_draws_a_criterion_that_selected_nothing():
     selection = select(configs, ("mdl", "vi"))
     assert selection.set_index("criterion")["selected_config_id"].isna().to_dict() == {"mdl": False, "vi": True}
     figure = plot_selection_scatter(configs, selection)
-    assert [ax.get_title() for ax in figure.axes] == ["mdl: regret 0.0 pp", "vi"]
+    assert [ax.get_title() for ax in figure.axes] == ["mdl: regret 0.000", "vi"]
 
 
 def test_rank_average_ranks_only_configurations_every_part_scores():

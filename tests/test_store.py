@@ -86,5 +86,20 @@ def test_every_column_written_carries_its_description_with_its_unit(tmp_path):
     store.append(epochs=[epoch_row("t1", EpochRecord(phase="cluster", epoch=0, acc=0.5))])
     (part,) = (tmp_path / "epochs.parquet").glob("*.parquet")
     written = pq.read_schema(part)
-    assert written.field("cl_change").metadata[b"description"].endswith(b"percent [0, 100]")
+    assert written.field("cl_change").metadata[b"description"].endswith(b"fraction [0, 1]")
     assert store.epochs().schema.field("time_s").metadata[b"description"].endswith(b"seconds")
+
+
+@pytest.mark.parametrize("old_description", [None, b"cluster label change since the last evaluation, percent [0, 100]"])
+def test_cl_change_recorded_as_a_percentage_reads_as_a_fraction(tmp_path, old_description):
+    """Epochs written while cl_change was a percentage (described as such, or before descriptions) read back in the
+    one unit of today's rows, beside them."""
+    store = ResultStore(tmp_path)
+    store.append(epochs=[epoch_row("new", EpochRecord(phase="cluster", epoch=1, cl_change=0.25))])
+    old = pa.Table.from_pylist([epoch_row("old", EpochRecord(phase="cluster", epoch=1, cl_change=40.0))],
+                               schema=epochs_schema())
+    field = old.schema.field("cl_change").with_metadata({b"description": old_description} if old_description else {})
+    old = old.set_column(old.column_names.index("cl_change"), field, old.column("cl_change"))
+    pq.write_table(old, tmp_path / "epochs.parquet" / "part-000000000000-000000000000-1.parquet")
+    values = dict(zip(*(store.epochs().column(c).to_pylist() for c in ("trial_id", "cl_change"))))
+    assert values == {"new": 0.25, "old": pytest.approx(0.40)}

@@ -45,7 +45,7 @@ def test_fit_records(algorithm, mode, digits, cache):
     for r in cluster:
         assert set(r.to_dict()) == set(EPOCH_FIELDS)
         assert 0 <= r.acc <= 1 and 0 <= r.nmi <= 1 and -1 <= r.ari <= 1
-        assert 0 <= r.cl_change <= 100 and -1 <= r.silhouette <= 1 and 0 <= r.ratio_share <= 1
+        assert 0 <= r.cl_change <= 1 and -1 <= r.silhouette <= 1 and 0 <= r.ratio_share <= 1
         assert r.intra_cd >= 0 and r.inter_cd >= 0 and math.isfinite(r.loss)
         assert math.isfinite(r.loss_reconstruction) == (algorithm != "dec")
     assert result.final["acc"] == cluster[-1].acc

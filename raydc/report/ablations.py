@@ -97,7 +97,7 @@ def _cells(summary: pd.DataFrame, bold: tuple[str, str], relative: str) -> tuple
                 row.append("–")
                 continue
             cell = by_dataset.loc[dataset]
-            text = f"{100 * cell['mean']:.2f}" + (f"±{100 * cell['std']:.2f}" if pd.notna(cell["std"]) else "")
+            text = f"{cell['mean']:.4f}" + (f"±{cell['std']:.4f}" if pd.notna(cell["std"]) else "")
             if cell["best"]:
                 text = f"{bold[0]}{text}{bold[1]}"
             if cell["brb.mode"] != "baseline" and pd.notna(cell["relative"]):
@@ -108,12 +108,12 @@ def _cells(summary: pd.DataFrame, bold: tuple[str, str], relative: str) -> tuple
 
 
 def ablation_markdown(summary: pd.DataFrame) -> str:
-    """Table 13 as Markdown: mean±std (%), best of each group in bold, relative change in parentheses."""
+    """Table 13 as Markdown: mean±std, best of each group in bold, relative change (percent) in parentheses."""
     return markdown_table(*_cells(summary, ("**", "**"), " ({:+.1f}%)")) + f"\n{CAPTION}\n"
 
 
 def ablation_html(summary: pd.DataFrame) -> str:
-    """Table 13 as an HTML table: mean±std (%), best of each group in bold, relative change below."""
+    """Table 13 as an HTML table: mean±std, best of each group in bold, relative change (percent) below."""
     table = html_table(*_cells(summary, ("<b>", "</b>"), "<br><small>{:+.1f}%</small>"))
     return table + f"<p><small>{CAPTION}</small></p>\n"
 

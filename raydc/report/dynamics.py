@@ -11,9 +11,8 @@ from raydc.results import for_dataset
 from raydc.report.style import MODE_COLOURS, MissingDimension, figure, styled
 from raydc.report.variants import algorithm_rank, mode_label, mode_rank, pretrained, pretraining_title
 
-# (column, axis label, scale): ACC in percent like the paper, the others as recorded.
-PANELS = (("acc", "ACC (%)", 100.0), ("intra_cd", "intra-CD", 1.0), ("inter_cd", "inter-CD", 1.0),
-          ("cl_change", "CL Change", 1.0))
+# (column, axis label), every value in the tables' own unit (raydc.columns).
+PANELS = (("acc", "ACC"), ("intra_cd", "intra-CD"), ("inter_cd", "inter-CD"), ("cl_change", "CL Change"))
 # Datasets and pretraining settings are never pooled into one line.
 VARIANT = ["data.name", "pretrained", "train.algorithm", "brb.mode"]
 # The variant whose periodic steps are drawn, in order of preference.
@@ -66,11 +65,11 @@ def plot_dynamics(epochs: pd.DataFrame, dataset: str | None = None, with_pretrai
     modes = sorted(epochs["brb.mode"].unique(), key=mode_rank)
     marked = next((m for m in MARKED_MODES if m in modes), None)
     resets = reset_epochs(epochs, marked) if marked else []
-    curves = {metric: dynamics_curves(epochs, metric) for metric, _, _ in PANELS}
+    curves = {metric: dynamics_curves(epochs, metric) for metric, _ in PANELS}
     fig = figure(12.0, 0.8 + 2.4 * len(algorithms))
     axes = fig.subplots(len(algorithms), len(PANELS), squeeze=False, sharex=True)
     for row, algorithm in enumerate(algorithms):
-        for col, (metric, label, scale) in enumerate(PANELS):
+        for col, (metric, label) in enumerate(PANELS):
             ax = axes[row, col]
             for epoch in resets:
                 ax.axvline(epoch, color=MODE_COLOURS.get(marked, "grey"), alpha=0.3, linewidth=0.7, linestyle=":")
@@ -78,11 +77,11 @@ def plot_dynamics(epochs: pd.DataFrame, dataset: str | None = None, with_pretrai
                 curve = curves[metric]
                 curve = curve[(curve["train.algorithm"] == algorithm) & (curve["brb.mode"] == mode)]
                 colour = MODE_COLOURS.get(mode, "tab:gray")
-                ax.plot(curve["epoch"], scale * curve["mean"], color=colour, linewidth=1.4)
-                ax.fill_between(curve["epoch"], scale * (curve["mean"] - curve["std"].fillna(0)),
-                                scale * (curve["mean"] + curve["std"].fillna(0)), color=colour, alpha=0.2, linewidth=0)
+                ax.plot(curve["epoch"], curve["mean"], color=colour, linewidth=1.4)
+                ax.fill_between(curve["epoch"], curve["mean"] - curve["std"].fillna(0),
+                                curve["mean"] + curve["std"].fillna(0), color=colour, alpha=0.2, linewidth=0)
                 if metric == "acc" and mode == "baseline" and len(curve):
-                    ax.axhline(scale * curve["mean"].iloc[-1], color=colour, linestyle="--", linewidth=1)
+                    ax.axhline(curve["mean"].iloc[-1], color=colour, linestyle="--", linewidth=1)
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_title(f"{algorithm.upper()}: {label}")

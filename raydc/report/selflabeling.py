@@ -15,9 +15,9 @@ from matplotlib.ticker import MaxNLocator
 from raydc.results import configuration_columns, for_dataset, format_value, varying_columns
 from raydc.report.style import MissingDimension, figure, styled
 
-# (column, axis label, scale): shares in percent like ReSL's figures, CL Change as recorded.
-SELFLABEL_PANELS = (("acc", "ACC (%)", 100.0), ("nmi_match", "NMI match, confident set (%)", 100.0),
-                    ("confident_fraction", "confident samples (%)", 100.0), ("cl_change", "CL Change", 1.0))
+# (column, axis label), every value in the tables' own unit (raydc.columns).
+SELFLABEL_PANELS = (("acc", "ACC"), ("nmi_match", "NMI match, confident set"),
+                    ("confident_fraction", "confident samples (fraction)"), ("cl_change", "CL Change"))
 STRATEGY_ORDER = ("none", "sp", "sp_star", "ht")
 STRATEGY_NAMES = {"none": "no reset", "sp": "ReSL-SP", "sp_star": "ReSL-SP*", "ht": "ReSL-HT"}
 STRATEGY_COLOURS = {"none": "tab:blue", "sp": "tab:red", "sp_star": "tab:purple", "ht": "tab:green"}
@@ -87,12 +87,11 @@ def _strategy_label(firsts: pd.DataFrame, strategy: str, config_id: str) -> str:
                                   _describe(firsts.loc[config_id], shown + others)]))
 
 
-def _band(ax, curve: pd.DataFrame, scale: float, colour: str, **line) -> None:
+def _band(ax, curve: pd.DataFrame, colour: str, **line) -> None:
     """A mean line with a ± std band."""
     std = curve["std"].fillna(0)
-    ax.plot(curve["epoch"], scale * curve["mean"], color=colour, linewidth=1.4, **line)
-    ax.fill_between(curve["epoch"], scale * (curve["mean"] - std), scale * (curve["mean"] + std), color=colour,
-                    alpha=0.18, linewidth=0)
+    ax.plot(curve["epoch"], curve["mean"], color=colour, linewidth=1.4, **line)
+    ax.fill_between(curve["epoch"], curve["mean"] - std, curve["mean"] + std, color=colour, alpha=0.18, linewidth=0)
 
 
 def _seeds_text(epochs: pd.DataFrame) -> str:
@@ -117,12 +116,12 @@ def plot_selflabeling(epochs: pd.DataFrame, dataset: str | None = None) -> Figur
         rows = plotted[plotted["config_id"] == choice.config_id]
         resets = reset_epochs(rows) if choice.strategy != "none" else []
         any_resets |= bool(resets)
-        for ax, (metric, _, scale) in zip(axes, SELFLABEL_PANELS):
+        for ax, (metric, _) in zip(axes, SELFLABEL_PANELS):
             for epoch in resets:
                 ax.axvline(epoch, color=colour, alpha=0.35, linewidth=0.7, linestyle=":")
-            _band(ax, curves(rows, metric), scale, colour)
+            _band(ax, curves(rows, metric), colour)
         handles.append(Line2D([], [], color=colour, linewidth=2, label=choice.label))
-    for ax, (_, label, _) in zip(axes, SELFLABEL_PANELS):
+    for ax, (_, label) in zip(axes, SELFLABEL_PANELS):
         ax.set_title(label)
         ax.set_xlabel("self-labeling epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -167,17 +166,17 @@ def plot_stability(epochs: pd.DataFrame, dataset: str | None = None) -> Figure:
     for i, config_id in enumerate(chosen):
         colour = f"C{i}"
         rows = lfss[lfss["config_id"] == config_id]
-        _band(ax_mean, curves(rows, "stability_mean"), 1.0, colour)
+        _band(ax_mean, curves(rows, "stability_mean"), colour)
         for column, _, style in DECILES:
             curve = curves(rows, column)
             ax_deciles.plot(curve["epoch"], curve["mean"], color=colour, linewidth=1.2, linestyle=style)
-        _band(ax_change, curves(rows, "stability_bin_change"), 100.0, colour)
+        _band(ax_change, curves(rows, "stability_bin_change"), colour)
         _mark_warmup((ax_mean, ax_deciles, ax_change), rows, colour)
         handles.append(Line2D([], [], color=colour, linewidth=2, label=labels[config_id]))
     handles.append(Line2D([], [], color="grey", linestyle=(0, (1, 3)), label="warm-up ends (η)"))
     ax_deciles.legend(handles=[Line2D([], [], color="black", linestyle=style, label=name)
                                for _, name, style in DECILES], loc="lower right", fontsize=8)
-    titles = ("mean stability (cosine)", "stability deciles (mean over seeds)", "samples changing decile bin (%)")
+    titles = ("mean stability (cosine)", "stability deciles (mean over seeds)", "samples changing decile bin (fraction)")
     for ax, title in zip((ax_mean, ax_deciles, ax_change), titles):
         ax.set_title(title)
         ax.set_xlabel("clustering epoch")

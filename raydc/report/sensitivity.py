@@ -169,7 +169,7 @@ def _averaged_over(trials: pd.DataFrame) -> str:
 @styled
 def plot_sensitivity(trials: pd.DataFrame, grid: Grid = GRIDS[0], dataset: str | None = None,
                      metric: str = "acc") -> Figure:
-    """Annotated heatmaps of the mean metric (%) on one dataset, a shared colour scale, and the baseline
+    """Annotated heatmaps of the mean metric on one dataset, a shared colour scale, and the baseline
     without resets as reference (panel titles, a line on the colour bar; bold cells beat it); under a value, the
     number of the cell's trials that failed.
 
@@ -181,13 +181,13 @@ def plot_sensitivity(trials: pd.DataFrame, grid: Grid = GRIDS[0], dataset: str |
     failures = grid_failures(trials, grid)
     baselines = baseline_means(trials, grid, list(tables), metric)
     values = np.concatenate([t.to_numpy().ravel() for t in tables.values()] + [np.array(list(baselines.values()))])
-    norm = Normalize(vmin=100 * np.nanmin(values), vmax=100 * np.nanmax(values))
+    norm = Normalize(vmin=np.nanmin(values), vmax=np.nanmax(values))
     n_rows, n_cols = next(iter(tables.values())).shape
     fig = figure(max(6.5, 1.0 + len(tables) * max(2.6, 0.62 * n_cols + 0.9)), 1.9 + 0.5 * n_rows)
     axes = fig.subplots(1, len(tables), squeeze=False, sharey=True)[0]
     for ax, (panel, table) in zip(axes, tables.items()):
-        image = ax.imshow(100 * table.to_numpy(), cmap=HEATMAP_CMAP, norm=norm, aspect="auto")
-        _annotate(ax, 100 * table.to_numpy(), failures[panel].to_numpy(), norm, 100 * baselines.get(panel, np.inf))
+        image = ax.imshow(table.to_numpy(), cmap=HEATMAP_CMAP, norm=norm, aspect="auto")
+        _annotate(ax, table.to_numpy(), failures[panel].to_numpy(), norm, baselines.get(panel, np.inf))
         ax.set_xticks(range(table.shape[1]), [format_value(v) for v in table.columns])
         ax.set_yticks(range(table.shape[0]), [format_value(v) for v in table.index])
         ax.set_xlabel(_label(grid.cols))
@@ -195,14 +195,14 @@ def plot_sensitivity(trials: pd.DataFrame, grid: Grid = GRIDS[0], dataset: str |
         ax.spines[:].set_visible(False)
         title = f"{_label(grid.panels)} = {format_value(panel)}" if grid.panels else ""
         if panel in baselines:
-            title += ("\n" if title else "") + f"baseline {100 * baselines[panel]:.1f}"
+            title += ("\n" if title else "") + f"baseline {baselines[panel]:.3f}"
         ax.set_title(title)
     axes[0].set_ylabel(_label(grid.rows))
-    bar = fig.colorbar(image, ax=list(axes), shrink=0.9, label=f"mean {METRIC_LABELS.get(metric, metric)} (%)")
+    bar = fig.colorbar(image, ax=list(axes), shrink=0.9, label=f"mean {METRIC_LABELS.get(metric, metric)}")
     single_baseline = len(set(baselines.values())) == 1
     if single_baseline:
-        bar.ax.axhline(100 * next(iter(baselines.values())), color="white", linewidth=2)
-        bar.ax.axhline(100 * next(iter(baselines.values())), color="black", linewidth=1, linestyle="--")
+        bar.ax.axhline(next(iter(baselines.values())), color="white", linewidth=2)
+        bar.ax.axhline(next(iter(baselines.values())), color="black", linewidth=1, linestyle="--")
     fig.suptitle(f"{grid.title} — {trials['data.name'].iloc[0]}")
     caption = _averaged_over(grid_trials(trials, grid))
     if baselines:
@@ -227,7 +227,7 @@ def _annotate(ax, values: np.ndarray, failed: np.ndarray, norm: Normalize, basel
         if empty:
             ax.text(j, i, "–", ha="center", va="center", color=colour)
         else:
-            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=9, color=colour,
+            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=9, color=colour,
                     fontweight="bold" if value > baseline else "normal")
         if failed[i, j]:
             ax.text(j, i + 0.3, f"{failed[i, j]}✗", ha="center", va="center", fontsize=7, color=colour)

@@ -64,11 +64,11 @@ def swept_columns(trials: pd.DataFrame, dataset: str | None = None) -> list[str]
 
 
 def sweep_summary(trials: pd.DataFrame, column: str, dataset: str | None = None) -> pd.DataFrame:
-    """One row per value of ``column``: mean and std (in %) of ACC, NMI and ARI over seeds, and the seed count."""
+    """One row per value of ``column``: mean and std of ACC, NMI and ARI over seeds, and the seed count."""
     inside = sweep_trials(lfss_trials(trials, dataset), column)
     _one_configuration_per_value(inside, column)
     grouped = inside.groupby(column)
-    summary = pd.concat({m: 100 * grouped[m].agg(["mean", "std"]) for m in METRICS}, axis=1)
+    summary = pd.concat({m: grouped[m].agg(["mean", "std"]) for m in METRICS}, axis=1)
     summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
     return summary.assign(seeds=grouped.size()).sort_index()
 
@@ -95,14 +95,14 @@ def _seeds_text(summary: pd.DataFrame) -> str:
 
 
 def _table(summary: pd.DataFrame, column: str) -> str:
-    """Table 10's layout: rows metric, columns value, 'mean±std' (%), the best mean of each row in bold."""
+    """Table 10's layout: rows metric, columns value, 'mean±std', the best mean of each row in bold."""
     header = ["Metric", *(f"{SYMBOLS[column]} = {format_value(v)}" for v in summary.index)]
     rows = []
     for metric, name in METRICS.items():
         best = summary[f"{metric}_mean"].max()
         cells = []
         for mean, std in zip(summary[f"{metric}_mean"], summary[f"{metric}_std"]):
-            text = f"{mean:.2f}" + (f"±{std:.2f}" if pd.notna(std) else "")
+            text = f"{mean:.4f}" + (f"±{std:.4f}" if pd.notna(std) else "")
             cells.append(f"**{text}**" if mean == best else text)
         rows.append([name, *cells])
     return markdown_table(header, rows)
@@ -114,7 +114,7 @@ def sweep_markdown(trials: pd.DataFrame, dataset: str | None = None) -> str:
     parts = []
     for column in swept_columns(trials, dataset):
         summary = sweep_summary(trials, column, dataset)
-        parts.append(f"**{AXIS_LABELS[column]}** ({_held_caption(lfss, column)} held; mean ± std (%) over "
+        parts.append(f"**{AXIS_LABELS[column]}** ({_held_caption(lfss, column)} held; mean ± std over "
                      f"{_seeds_text(summary)} seeds)\n\n{_table(summary, column)}")
     return "\n".join(parts)
 
@@ -133,7 +133,7 @@ def _x_axis(ax, column: str, values: list[float]) -> None:
 
 @styled
 def plot_sweeps(trials: pd.DataFrame, dataset: str | None = None) -> Figure:
-    """Fig 7: one panel per swept LFSS setting, ACC/NMI/ARI (%) against its value with ± std error bars."""
+    """Fig 7: one panel per swept LFSS setting, ACC/NMI/ARI against its value with ± std error bars."""
     swept = swept_columns(trials, dataset)
     lfss = lfss_trials(trials, dataset)
     fig = figure(0.6 + 3.4 * len(swept), 3.6)
@@ -150,7 +150,7 @@ def plot_sweeps(trials: pd.DataFrame, dataset: str | None = None) -> Figure:
         ax.set_xlabel(AXIS_LABELS[column])
         ax.set_title(f"held: {_held_caption(lfss, column)}", fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("mean over seeds (%)")
+    axes[0].set_ylabel("mean over seeds")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(METRICS), frameon=False)
     fig.suptitle(f"LFSS sensitivity on {lfss['data.name'].iloc[0]}: one setting at a time, mean ± std over "
