@@ -33,6 +33,7 @@ def run_one(job: tuple[str, str, int, argparse.Namespace]) -> tuple[str, str, in
 
     config = {"seed": seed, "device": args.device,
               "data": {"name": args.dataset, "affine": args.affine, "resize": args.resize},
+              "net": {"batch_norm": args.batch_norm},
               "pretrain": {"epochs": args.pretrain_epochs},
               "train": {"algorithm": algorithm, "epochs": args.epochs, "precision": args.precision,
                         "dcn_update": args.dcn_update, "compile": args.compile},
@@ -62,8 +63,10 @@ def main() -> None:
     parser.add_argument("--affine", default="torchvision", choices=["torchvision", "smooth"], help="data.affine")
     parser.add_argument("--resize", type=lambda v: None if v == "none" else int(v), default=28,
                         help="data.resize (none = native size)")
+    parser.add_argument("--batch-norm", action="store_true", help="net.batch_norm: the authors' released configs")
+    parser.add_argument("--modes", nargs="+", default=["baseline", "brb"], help="brb.mode values to run")
     args = parser.parse_args()
-    jobs = [(a, m, s, args) for a, m, s in itertools.product(args.algorithms, ["baseline", "brb"], args.seeds)]
+    jobs = [(a, m, s, args) for a, m, s in itertools.product(args.algorithms, args.modes, args.seeds)]
     started = time.perf_counter()
     results = []
     with mp.get_context("spawn").Pool(args.jobs) as pool:
@@ -78,11 +81,11 @@ def main() -> None:
     device = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     print(f"\n{args.dataset}, pretrain {args.pretrain_epochs} epochs, {args.epochs} clustering epochs, "
           f"α 0.8, T 20, lr 1e-3, DCN update {args.dcn_update}, compiled {args.compile}, affine {args.affine}, "
-          f"resize {args.resize}, "
+          f"resize {args.resize}, batch norm {args.batch_norm}, "
           f"seeds {args.seeds}, device {device}, wall {wall:.0f}s")
     print(f"{'variant':<12} {'ACC':>14} {'paper':>7} {'NMI':>14} {'paper':>7} {'ARI':>14} {'k-means ACC':>14} "
           f"{'empty':>6} {'failed':>6} {'s/trial':>8}")
-    for algorithm, mode in itertools.product(args.algorithms, ["baseline", "brb"]):
+    for algorithm, mode in itertools.product(args.algorithms, args.modes):
         rows = [r for a, m, _, r, _ in results if (a, m) == (algorithm, mode)]
         ok = [r for r in rows if r]
         secs = statistics.mean(t for a, m, _, _, t in results if (a, m) == (algorithm, mode))

@@ -88,6 +88,7 @@ CONFIG = {
     "net.embedding_dim": "embedding dimension (null = number of clusters)",
     "net.projector_width": "SimCLR projector width (resnet18)",
     "net.projector_dim": "SimCLR projector output dimension (resnet18)",
+    "net.batch_norm": "whether the MLP has BatchNorm1d after each hidden layer (the authors' released configs)",
     "pretrain.epochs": "pretraining epochs (0 = clustering from scratch)",
     "pretrain.lr": "pretraining learning rate (Adam)",
     "pretrain.batch_size": "pretraining batch size, samples",

@@ -97,6 +97,9 @@ class NetConfig(_Group):
     embedding_dim: int | None = Field(default=None, ge=1)  # None = number of clusters
     projector_width: int = Field(default=2048, ge=1)  # SimCLR projector (resnet18 only), depth 1
     projector_dim: int = Field(default=128, ge=1)
+    # BatchNorm1d after each hidden Linear of the MLP (encoder and decoder), as the authors' released configs run it
+    # (their runner's default); Table 5 lists none, so off by default. resnet18 has its own.
+    batch_norm: bool = False
 
     @field_validator("hidden")
     @classmethod
@@ -328,6 +331,8 @@ class TrialConfig(_Group):
                                  f"valid: {', '.join(groups)}")
         if self.brb.mode in RESETTING_MODES and not self.brb.layers:
             raise ValueError(f"brb.layers: brb.mode {self.brb.mode!r} resets weights; name at least one layer group")
+        if self.net.batch_norm and self.net.arch != "mlp":
+            raise ValueError("net.batch_norm: adds BatchNorm to the MLP autoencoder; resnet18 has its own")
         if self.two_views and not self.train.augment:
             raise ValueError("train.augment: resnet18 and lfss trials learn from two augmented views; set it true")
         if self.train.algorithm == "lfss" and self.brb.mode in RECLUSTERING_MODES:

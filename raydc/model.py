@@ -84,7 +84,8 @@ class ClusteringModel:
         self.n_clusters, embedding_dim = centers.shape
         net = self._trial_config.net
         self.net = build_network(net.arch, self._input_shape(), net.hidden, embedding_dim,
-                                 projector_width=net.projector_width, projector_dim=net.projector_dim)
+                                 projector_width=net.projector_width, projector_dim=net.projector_dim,
+                                 batch_norm=net.batch_norm)
         self.net.load_state_dict(state["net"])
         self.net.to(self.device).eval()
         self._classifier = None

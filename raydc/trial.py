@@ -60,7 +60,7 @@ class Trial:
         self.embedding_dim = config.net.embedding_dim or data.n_clusters
         self.net = build_network(config.net.arch, data.image_shape, config.net.hidden, self.embedding_dim,
                                  projector_width=config.net.projector_width,
-                                 projector_dim=config.net.projector_dim).to(device)
+                                 projector_dim=config.net.projector_dim, batch_norm=config.net.batch_norm).to(device)
         self.augmenter = make_augmenter(data, affine=config.data.affine)
         self.generator = torch.Generator(device=device).manual_seed(config.seed + CLUSTER_SEED_OFFSET)
         eval_gen = torch.Generator().manual_seed(config.seed)

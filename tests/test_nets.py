@@ -33,3 +33,24 @@ def test_resnet_groups_and_block_reset_leaves_other_blocks():
     apply_plan(plan, torch.Generator().manual_seed(0), "soft_reset")
     assert torch.equal(net.backbone.layer1[0].conv1.weight, before1)
     assert not torch.equal(net.backbone.layer4[0].conv1.weight, before4)
+
+
+def test_batch_norm_sits_before_each_hidden_relu_and_trains_in_a_trial(digits):
+    """net.batch_norm: the authors' released MLP (Linear → BatchNorm1d → ReLU); BRB's soft reset still touches the
+    Linear layers only, as their default `reset_batchnorm=False`; the trial trains it and embeds in eval mode."""
+    import pytest
+
+    from raydc.train import fit
+
+    net = FeedForwardAE(64, [32, 16], 10, batch_norm=True)
+    kinds = [type(m).__name__ for m in net.encoder]
+    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert all(isinstance(m, torch.nn.Linear) for group in net.layer_groups(True).values() for m in group)
+    config = {"seed": 0, "net": {"hidden": [32, 16], "batch_norm": True}, "pretrain": {"epochs": 1},
+              "train": {"epochs": 3}, "brb": {"interval": 1, "subsample": 500}, "eval": {"subsample": 200}}
+    record = fit(config, dataset=digits)
+    plain = fit({**config, "net": {"hidden": [32, 16]}}, dataset=digits)
+    assert record.status == "finished" and 0 < record.final["acc"] <= 1 and record.final != plain.final
+    assert "running_mean" in "".join(record.model["net"])  # the saved model keeps its running statistics
+    with pytest.raises(ValueError, match="net.batch_norm"):
+        make_config({"net": {"arch": "resnet18", "batch_norm": True}})

@@ -194,6 +194,7 @@ def test_a_checkpoint_resumes_without_the_members_recorded_since(digits, cache, 
     ({"selflabel": {"epochs": 2}}, "selflabel.epochs"),
     ({"train": {"algorithm": "lfss"}}, "train.algorithm"),
     ({"pretrain": {"epochs": 10}}, "pretrain.epochs"),
+    ({"net": {"batch_norm": True}}, "net.batch_norm"),
 ])
 def test_unstackable_configs_are_rejected_naming_the_field(change, field, digits):
     base = {k: v for k, v in SMALL.items()}

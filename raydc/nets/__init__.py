@@ -6,10 +6,10 @@ __all__ = ["FeedForwardAE", "ResNetEncoder", "build_network"]
 
 
 def build_network(arch: str, image_shape: tuple[int, int, int], hidden: list[int], embedding_dim: int, *,
-                  projector_width: int = 2048, projector_dim: int = 128):
+                  projector_width: int = 2048, projector_dim: int = 128, batch_norm: bool = False):
     if arch == "mlp":
         c, h, w = image_shape
-        return FeedForwardAE(c * h * w, hidden, embedding_dim)
+        return FeedForwardAE(c * h * w, hidden, embedding_dim, batch_norm)
     if arch == "resnet18":
         return ResNetEncoder(image_shape[0], embedding_dim, tuple(hidden), projector_width, projector_dim)
     raise ValueError(f"net.arch: unknown architecture {arch!r}")

@@ -1,25 +1,26 @@
-"""Feed-forward autoencoder D-1024-512-256-d (ReLU, no BatchNorm) with layers addressable by name."""
+"""Feed-forward autoencoder D-1024-512-256-d (ReLU; BatchNorm on request) with layers addressable by name."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 
-def mlp(widths: list[int]) -> nn.Sequential:
-    """Linear layers with ReLU between them and none after the last (the embedding / output layer)."""
+def mlp(widths: list[int], batch_norm: bool = False) -> nn.Sequential:
+    """Linear layers with ReLU between them (BatchNorm1d before each ReLU with batch_norm) and none after the last
+    (the embedding / output layer)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(widths) - 2:
-            layers.append(nn.ReLU())
+            layers += [nn.BatchNorm1d(b), nn.ReLU()] if batch_norm else [nn.ReLU()]
     return nn.Sequential(*layers)
 
 
 class FeedForwardAE(nn.Module):
-    def __init__(self, input_dim: int, hidden: list[int], embedding_dim: int):
+    def __init__(self, input_dim: int, hidden: list[int], embedding_dim: int, batch_norm: bool = False):
         super().__init__()
-        self.encoder = mlp([input_dim, *hidden, embedding_dim])
-        self.decoder = mlp([embedding_dim, *reversed(hidden), input_dim])
+        self.encoder = mlp([input_dim, *hidden, embedding_dim], batch_norm)
+        self.decoder = mlp([embedding_dim, *reversed(hidden), input_dim], batch_norm)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x.flatten(1))
