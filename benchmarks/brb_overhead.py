@@ -26,7 +26,8 @@ from profile_step import OperationCount
 from raydc.clustering.kmeans import nearest, recluster
 from raydc.config import make_config
 from raydc.resets import apply_plan, reset_momentum
-from raydc.train import resolve_device, sync_device
+from raydc.cluster_epochs import sync_device
+from raydc.train import resolve_device
 from raydc.trial import Trial, embed
 
 

@@ -17,7 +17,7 @@ import torch
 from raydc.config import make_config
 from raydc.data.dataset import standardize
 from raydc.records import EpochRecord
-from raydc.train import sync_device
+from raydc.cluster_epochs import sync_device
 from raydc.trial import Trial
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from raydc.scoring import class_indices, epoch_scores
-from raydc.train import resolve_device, sync_device
+from raydc.cluster_epochs import sync_device
+from raydc.train import resolve_device
 
 
 def population(members: int, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from raydc.config import make_config
 from raydc.data import load_dataset
 from raydc.precision import PRECISIONS
 from raydc.records import EpochRecord
-from raydc.train import sync_device
+from raydc.cluster_epochs import sync_device
 from raydc.trial import Trial
 
 

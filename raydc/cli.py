@@ -64,7 +64,8 @@ def print_epoch(record) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from raydc.data import load_dataset
     from raydc.store import ResultStore, epoch_row, trial_id, trial_row
-    from raydc.train import fit, is_checkpoint_epoch
+    from raydc.cluster_epochs import is_checkpoint_epoch
+    from raydc.train import fit
 
     config = load_trial_config(args.config, args.set)
     if Path(args.out).exists() and not Path(args.out).is_dir():

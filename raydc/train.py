@@ -13,6 +13,7 @@ from raydc import metrics
 from raydc.atomic import exclusive
 from raydc.checkpoint import atomic_save, load
 from raydc.clock import TrialClock
+from raydc.cluster_epochs import Member, is_checkpoint_epoch, run_cluster_epochs
 from raydc.clustering.kmeans import kmeans
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
 from raydc.data import Dataset, load_dataset, resized
@@ -175,41 +176,41 @@ def pretrain(trial: Trial, cache: Path | None, report: Report, elapsed: Callable
     return pretrained_state(trial.net, trial.data, trial.config, trial.augmenter, cache, on_epoch)[1]
 
 
-def is_checkpoint_epoch(config: TrialConfig, epoch: int, last: bool) -> bool:
-    """Whether fit() saves its checkpoint after this clustering or self-labeling epoch."""
-    return last or bool(config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0)
+class OneTrial:
+    """The cluster loop's engine for a lone trial: its own model, optimizer and steps (raydc.trial)."""
+
+    def __init__(self, trial: Trial):
+        self.trial = trial
+
+    def periodic_step(self, row: int) -> None:
+        self.trial.periodic_step()
+
+    def train_epoch(self) -> list[dict[str, float]]:
+        return [self.trial.train_epoch()]
+
+    def finite_centers(self) -> list[bool]:
+        return [bool(torch.isfinite(self.trial.model.centers).all())]
+
+    def keep(self, rows: list[int]) -> None:
+        """Nothing to rebuild: a lone trial that diverged has already raised."""
+
+    def end_epoch(self) -> list[dict[str, float]]:
+        return [self.trial.end_epoch()]
+
+    def evaluate(self, records: list[EpochRecord], last: bool) -> None:
+        self.trial.evaluate(records[0])
 
 
 def cluster_stage(trial: Trial, report: Report, save: Callable[..., None], clock: TrialClock,
                   result: TrialRecord) -> EpochRecord | None:
     """Clustering epochs after the last finished one; returns the final epoch's record if it ran now."""
-    config = trial.config
-    final = None
-    for epoch in range(trial.epoch + 1, config.train.epochs):
-        t_epoch = time.perf_counter()
-        record = EpochRecord(phase="cluster", epoch=epoch)
-        if trial.is_periodic_epoch(epoch):
-            t_reset = time.perf_counter()
-            trial.periodic_step()
-            sync_device(trial.device)
-            record.reset_applied = True
-            record.reset_time_s = time.perf_counter() - t_reset
-            clock.add("reset_time_s", record.reset_time_s)
-        for name, value in trial.train_epoch().items():
-            setattr(record, name, value)
-        trial.epoch = epoch
-        last = epoch == config.train.epochs - 1
-        if last or epoch % config.eval.every == 0:
-            trial.evaluate(record)
-        record.time_s = time.perf_counter() - t_epoch
-        record.elapsed_s = clock.elapsed()
-        result.epochs_done = epoch + 1
-        report(record)
-        if is_checkpoint_epoch(config, epoch, last):
-            save()
-        if last:
-            final = record
-    return final
+
+    def diverged() -> None:
+        raise TrialDiverged(result.error)
+
+    member = Member(trial, result, report, lambda seconds: clock.add("reset_time_s", seconds), diverged)
+    run_cluster_epochs([member], OneTrial(trial), clock, trial.epoch + 1, lambda epoch, last: save())
+    return member.final
 
 
 def self_labeling_stage(trial: Trial, stage: SelfLabeling, saved: dict[str, Any] | None, report: Report,
@@ -256,6 +257,4 @@ def kmeans_scores(z: torch.Tensor, data: Dataset, generator: torch.Generator) ->
     return dict(zip(KMEANS_METRICS, metrics.label_scores(y, labels)))
 
 
-def sync_device(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+

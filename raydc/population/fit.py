@@ -13,7 +13,6 @@ over epochs.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import torch
 
 from raydc.batches import shuffled_epoch, trained_count
 from raydc.captured import CapturedStep
+from raydc.cluster_epochs import Member, run_cluster_epochs
 from raydc.clock import TrialClock
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
 from raydc.data import Dataset, load_dataset, resized
@@ -38,7 +38,7 @@ from raydc.model import model_state
 from raydc.records import FINAL_METRICS, EpochRecord, TrialRecord
 from raydc.scoring import epoch_scores
 from raydc.store import configuration_id, trial_id
-from raydc.train import kmeans_scores, pretrain_and_init, resolve_device, sync_device, versions
+from raydc.train import kmeans_scores, pretrain_and_init, resolve_device, versions
 from raydc.trial import Trial
 
 MemberReport = Callable[[int, EpochRecord], None]
@@ -88,20 +88,6 @@ def _shared_fields(config: TrialConfig) -> dict[str, Any]:
     return {k: v for k, v in flatten(config).items() if k not in VARYING_FIELDS}
 
 
-class Member:
-    """One trial of the population: its Trial (for setup, resets and scoring), its record and its report."""
-
-    def __init__(self, index: int, trial: Trial, result: TrialRecord, report: MemberReport,
-                 on_failure: MemberFailure):
-        self.trial = trial
-        self.result = result
-        self.configuration = configuration_id(trial.config)  # members sharing it are seeds of one configuration
-        self.report = lambda record: report(index, record)
-        self.failed = lambda: on_failure(index, result)
-        self.embedding: torch.Tensor | None = None
-        self.final: EpochRecord | None = None
-
-
 def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberReport | None = None, *,
                    dataset: Dataset | None = None, pretrain_cache: Path | str | None = None,
                    checkpoint_dir: Path | str | None = None,
@@ -130,7 +116,7 @@ def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberRe
     if saved is not None:
         if "clock" in saved:  # checkpoints written before the clock was kept start their totals from zero
             clock.load_state_dict(saved["clock"])
-        members = [_restore(i, c, s, data, device, report, on_failure)
+        members = [_restore(i, c, s, data, device, report, on_failure, clock)
                    for i, (c, s) in enumerate(zip(configs, saved["members"]))]
     else:
         with tempfile.TemporaryDirectory() as scratch:
@@ -138,15 +124,17 @@ def fit_population(configs: list[TrialConfig | dict[str, Any]], report: MemberRe
             members = [_prepare(i, c, data, device, cache, report, on_failure, clock) for i, c in enumerate(configs)]
     alive = [m for m in members if m.result.status == "running"]
     if alive:
-        def save(epoch: int, adam: StackedAdam) -> None:
-            if path is not None:
-                save_population(path, ids, epoch, members, adam, clock.state_dict())
+        engine = StackedEngine(alive, data, saved)
+
+        def checkpoint(epoch: int, last: bool) -> None:
+            if path is not None and not last:  # not after the last epoch: the caller records the results right away
+                save_population(path, ids, epoch, members, engine.adam, clock.state_dict())
 
         with clock.stage("cluster_time_s"):
-            _cluster_stage(alive, data, clock, save, saved)
+            run_cluster_epochs(alive, engine, clock, saved["epoch"] + 1 if saved else 0, checkpoint)
         for member in alive:
             if member.result.status == "running":
-                _finish(member, data)
+                _finish(member, data, engine.embeddings[id(member)])
                 _stamp_times(member.result, clock)
     return [m.result for m in members]
 
@@ -158,20 +146,30 @@ def _stamp_times(result: TrialRecord, clock: TrialClock) -> None:
     result.ended_at = time.time()
 
 
-def _fail(member: Member, clock: TrialClock) -> None:
-    _stamp_times(member.result, clock)
-    member.failed()
+def _member(index: int, trial: Trial, result: TrialRecord, report: MemberReport, on_failure: MemberFailure,
+            clock: TrialClock) -> Member:
+    """A member of the cluster loop: its epochs reported under its index, its reset time its own, and a failure
+    stamped with the population's times so far before on_failure hears of it."""
+
+    def add_reset_time(seconds: float) -> None:
+        result.reset_time_s += seconds
+
+    def fail() -> None:
+        _stamp_times(result, clock)
+        on_failure(index, result)
+
+    return Member(trial, result, lambda record: report(index, record), add_reset_time, fail)
 
 
 def _restore(index: int, config: TrialConfig, saved: dict[str, Any], data: Dataset, device: torch.device,
-             report: MemberReport, on_failure: MemberFailure) -> Member:
+             report: MemberReport, on_failure: MemberFailure, clock: TrialClock) -> Member:
     """The member as a checkpoint left it: its trial state (pretraining and k-means done) and its outcome so far."""
     result = TrialRecord(config=flatten(config), status="running", device=str(device), versions=versions())
     restore_result(result, saved)
     trial = Trial(config, data, device)
     if saved["trial"] is not None:
         trial.load_state_dict(saved["trial"])
-    return Member(index, trial, result, report, on_failure)
+    return _member(index, trial, result, report, on_failure, clock)
 
 
 def _prepare(index: int, config: TrialConfig, data: Dataset, device: torch.device, cache: Path,
@@ -179,7 +177,7 @@ def _prepare(index: int, config: TrialConfig, data: Dataset, device: torch.devic
     """The member's Trial, pretrained (or from the cache) and with its initial k-means, as fit() builds it."""
     result = TrialRecord(config=flatten(config), status="running", device=str(device), versions=versions())
     trial = Trial(config, data, device)
-    member = Member(index, trial, result, report, on_failure)
+    member = _member(index, trial, result, report, on_failure, clock)
     t0 = time.perf_counter()
     try:
         result.pretrain_cached = pretrain_and_init(trial, cache, member.report, clock.elapsed)
@@ -187,51 +185,76 @@ def _prepare(index: int, config: TrialConfig, data: Dataset, device: torch.devic
         result.status, result.error = "failed", str(exc)
     result.pretrain_time_s = time.perf_counter() - t0
     if result.status == "failed":
-        _fail(member, clock)
+        member.fail()
     return member
 
 
-def _cluster_stage(members: list[Member], data: Dataset, clock: TrialClock,
-                   save: Callable[[int, StackedAdam], None], saved: dict[str, Any] | None) -> None:
-    """Clustering epochs of every member in lock step, after the saved epoch if resuming; diverged members leave the
-    stack at the end of an epoch."""
-    config = members[0].trial.config
-    stack = StackedModels([m.trial.model for m in members])
-    adam = StackedAdam(stack.params, [m.trial.config.train.lr for m in members])
-    if saved is not None:
-        restore_adam(adam, saved)
-    step, move = _captured_step(stack, adam, members[0].trial), _captured_move(stack, members[0].trial)
-    for epoch in range(saved["epoch"] + 1 if saved else 0, config.train.epochs):
-        t_epoch = time.perf_counter()
-        records = [EpochRecord(phase="cluster", epoch=epoch) for _ in members]
+class StackedEngine:
+    """The cluster loop's engine for a population: every member's model as one stack (raydc.population.stack), one
+    stacked Adam, and one captured step serving them all; diverged members leave the stack."""
+
+    def __init__(self, members: list[Member], data: Dataset, saved: dict[str, Any] | None):
+        self.members, self.data = members, data
+        self.stack = StackedModels([m.trial.model for m in members])
+        self.adam = StackedAdam(self.stack.params, [m.trial.config.train.lr for m in members])
+        if saved is not None:
+            restore_adam(self.adam, saved)
+        self._capture()
+        self.z: torch.Tensor | None = None  # the (M, n, d) embedding DCN's centre pass made this epoch
+        self.embeddings: dict[int, torch.Tensor] = {}  # id(member) → its final embedding, after the last epoch
+
+    def _capture(self) -> None:
+        """A new step (and graphs) whenever the stack is rebuilt: graphs hold the addresses of the tensors they read."""
+        first = self.members[0].trial
+        self.step = CapturedStep(_Step(self.stack, self.adam, first.config, first.device.type),
+                                 enabled=first.uses_cuda_graphs())
+        # DCN "epoch": one batch of the centre pass after each epoch, for every member (None for other algorithms)
+        self.move = (CapturedStep(self.stack.move_dcn_centers, enabled=first.uses_cuda_graphs())
+                     if first.move_centers is not None else None)
+
+    def periodic_step(self, row: int) -> None:
+        """The plain path's BRB step on the member's own modules (views of the stack), then its centroid moments."""
+        trial = self.members[row].trial
+        trial.periodic_step()  # its torch optimizer never stepped, so only the stacked moments need zeroing
+        if trial.config.resets_center_momentum:
+            self.adam.zero_moments(row, "centers")
+
+    def train_epoch(self) -> list[dict[str, float]]:
+        losses = _train_epoch(self.members, self.step, self.data)
+        self.z = _sweep_centers(self.members, self.stack, self.move, self.data) if self.move is not None else None
+        return losses
+
+    def finite_centers(self) -> list[bool]:
+        return torch.isfinite(self.stack.centers()).flatten(1).all(1).tolist()  # one host sync per epoch
+
+    def keep(self, rows: list[int]) -> None:
+        self.members = [self.members[r] for r in rows]
+        self.stack.keep(rows, [m.trial.model for m in self.members])
+        self.adam.keep(rows)
+        self.z = self.z[rows] if self.z is not None else None
+        if self.members:
+            self._capture()
+
+    def end_epoch(self) -> list[dict[str, float]]:
+        return [{} for _ in self.members]  # dec, idec and dcn measure nothing at an epoch's end
+
+    @torch.no_grad()
+    def evaluate(self, records: list[EpochRecord], last: bool) -> None:
+        """Every member's metrics at once from one stacked embedding of the whole dataset (this epoch's, when DCN's
+        centre pass made one)."""
+        members, first = self.members, self.members[0].trial
+        z = self.stack.embed(self.data.x, first.config.train.precision) if self.z is None else self.z
+        labels, centers = self.stack.predict(z), self.stack.centers()
+        prev = [m.trial.prev_labels for m in members]  # members start and resume together: all have one or none
+        scores = epoch_scores(first.classes, first.n_classes, z, labels, self.data.n_clusters,
+                              torch.stack([m.trial.eval_index for m in members]),
+                              prev_labels=None if any(p is None for p in prev) else torch.stack(prev),
+                              centers=centers, ratio_threshold=first.config.eval.ratio_threshold,
+                              siblings=[configuration_id(m.trial.config) for m in members])
         for row, (member, record) in enumerate(zip(members, records)):
-            if member.trial.is_periodic_epoch(epoch):
-                _periodic_step(member, record, stack, adam, row)
-        losses = _train_epoch(members, step, data)
-        z = _sweep_centers(members, stack, move, data) if move is not None else None
-        kept = _record_losses(members, records, losses, stack, epoch)
-        if len(kept) < len(members):
-            for row in set(range(len(members))) - set(kept):
-                _fail(members[row], clock)
-            members, records = [members[r] for r in kept], [records[r] for r in kept]
-            stack.keep(kept, [m.trial.model for m in members])
-            adam.keep(kept)
-            if members:
-                step, move = _captured_step(stack, adam, members[0].trial), _captured_move(stack, members[0].trial)
-            z = z[kept] if z is not None else None
-        last = epoch == config.train.epochs - 1
-        if members and (last or epoch % config.eval.every == 0):
-            _evaluate(members, records, stack, data, last, z)
-        for member, record in zip(members, records):
-            record.time_s = time.perf_counter() - t_epoch
-            record.elapsed_s = clock.elapsed()
-            member.report(record)
-            if last:
-                member.final = record
-        if not members:
-            return
-        if not last and config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0:
-            save(epoch, adam)  # not after the last epoch: the caller records the results right away
+            member.trial.take_scores(record, scores[row], labels[row])
+            if last:  # nothing changes after the last epoch: this is the final embedding fit() reports
+                self.embeddings[id(member)] = z[row]
 
 
 class _Step:
@@ -256,18 +279,6 @@ class _Step:
         self.totals.add(terms, index.shape[1])
 
 
-def _captured_step(stack: StackedModels, adam: StackedAdam, trial: Trial) -> CapturedStep:
-    """A new step (and graphs) whenever the stack is rebuilt: graphs hold the addresses of the tensors they read."""
-    return CapturedStep(_Step(stack, adam, trial.config, trial.device.type), enabled=trial.uses_cuda_graphs())
-
-
-def _captured_move(stack: StackedModels, trial: Trial) -> CapturedStep | None:
-    """DCN "epoch": one batch of the centre pass after each epoch, for every member (None for other algorithms)."""
-    if trial.move_centers is None:
-        return None
-    return CapturedStep(stack.move_dcn_centers, enabled=trial.uses_cuda_graphs())
-
-
 @torch.no_grad()
 def _sweep_centers(members: list[Member], stack: StackedModels, move: CapturedStep, data: Dataset) -> torch.Tensor:
     """Trial._sweep_centers for every member at once: each draws its own order from its own generator, as fit()
@@ -279,35 +290,6 @@ def _sweep_centers(members: list[Member], stack: StackedModels, move: CapturedSt
     for batch in shuffled.split(members[0].trial.config.train.batch_size, dim=1):
         move(batch)
     return z
-
-
-def _record_losses(members: list[Member], records: list[EpochRecord], losses: list[dict[str, float]],
-                   stack: StackedModels, epoch: int) -> list[int]:
-    """Fill each finite member's record with its losses; returns the rows of the members that did not diverge."""
-    finite_centers = torch.isfinite(stack.centers()).flatten(1).all(1).tolist()  # one host sync per epoch
-    kept = []
-    for row, (member, record) in enumerate(zip(members, records)):
-        if _diverged(member, losses[row], finite_centers[row], epoch):
-            continue
-        for name, value in losses[row].items():
-            setattr(record, name, value)
-        member.trial.epoch = epoch
-        member.result.epochs_done = epoch + 1
-        kept.append(row)
-    return kept
-
-
-def _periodic_step(member: Member, record: EpochRecord, stack: StackedModels, adam: StackedAdam, row: int) -> None:
-    """The plain path's BRB step on the member's own modules (views of the stack), then its centroid moments."""
-    trial = member.trial
-    t0 = time.perf_counter()
-    trial.periodic_step()  # its torch optimizer never stepped, so only the stacked moments need zeroing
-    if trial.config.resets_center_momentum:
-        adam.zero_moments(row, "centers")
-    sync_device(trial.device)
-    record.reset_applied = True
-    record.reset_time_s = time.perf_counter() - t0
-    member.result.reset_time_s += record.reset_time_s
 
 
 def _train_epoch(members: list[Member], step: CapturedStep, data: Dataset) -> list[dict[str, float]]:
@@ -339,42 +321,13 @@ def _epoch_data(members: list[Member], data: Dataset) -> tuple[torch.Tensor, tor
     return order, x, x_aug
 
 
-def _diverged(member: Member, terms: dict[str, float], finite_centers: bool, epoch: int) -> bool:
-    """Mark the member failed, with fit()'s reason, when a loss or a centroid is non-finite."""
-    if finite_centers and all(math.isfinite(v) for v in terms.values()):
-        return False
-    member.result.status = "failed"
-    member.result.error = f"non-finite loss at clustering epoch {epoch}: {terms}"
-    return True
-
-
-@torch.no_grad()
-def _evaluate(members: list[Member], records: list[EpochRecord], stack: StackedModels, data: Dataset,
-              last: bool, z: torch.Tensor | None) -> None:
-    """Every member's metrics at once from one stacked embedding of the whole dataset (z, when this epoch made
-    one)."""
-    z = stack.embed(data.x, members[0].trial.config.train.precision) if z is None else z
-    labels, centers = stack.predict(z), stack.centers()
-    prev = [m.trial.prev_labels for m in members]  # members start and resume together: all have one or none
-    first = members[0].trial
-    scores = epoch_scores(first.classes, first.n_classes, z, labels, data.n_clusters,
-                          torch.stack([m.trial.eval_index for m in members]),
-                          prev_labels=None if any(p is None for p in prev) else torch.stack(prev), centers=centers,
-                          ratio_threshold=first.config.eval.ratio_threshold,
-                          siblings=[m.configuration for m in members])
-    for row, (member, record) in enumerate(zip(members, records)):
-        member.trial.take_scores(record, scores[row], labels[row])
-        if last:  # nothing changes after the last epoch: this is the final embedding fit() reports
-            member.embedding = z[row]
-
-
-def _finish(member: Member, data: Dataset) -> None:
+def _finish(member: Member, data: Dataset, embedding: torch.Tensor) -> None:
     """Final metrics, k-means scores on the final embedding, labels and embedding, as fit() fills them."""
     result, trial = member.result, member.trial
     result.final = {m: getattr(member.final, m) for m in FINAL_METRICS}
-    result.final.update(kmeans_scores(member.embedding, data, trial.generator))
+    result.final.update(kmeans_scores(embedding, data, trial.generator))
     result.labels = trial.prev_labels.cpu().numpy().astype(np.int32)
-    result.embedding = member.embedding.cpu().numpy().astype(np.float32)
+    result.embedding = embedding.cpu().numpy().astype(np.float32)
     result.model = model_state(trial.config, result.config, trial.model.eval_net, trial.model.centers, data.mean,
                                data.std)
     result.status = "finished"
