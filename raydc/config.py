@@ -8,6 +8,8 @@ from typing import Any, Iterable, Literal, get_args, get_origin
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
+from raydc.errors import ConfigError
+
 Algorithm = Literal["dec", "idec", "dcn", "lfss"]
 BRBMode = Literal[
     "baseline", "recluster", "reset", "brb", "disentangled", "embedding_noise", "perturb_only", "scaled_gaussian"
@@ -41,14 +43,6 @@ MLP_LAYER_GROUPS = ("encoder", "decoder")
 RESNET_LAYER_GROUPS = ("encoder", "block1", "block2", "block3", "block4", "projector", "batchnorm")
 # Device types a trial runs on; "auto" picks cuda when available.
 DEVICE_TYPES = ("cpu", "cuda", "mps")
-
-
-class ConfigError(ValueError):
-    """One invalid configuration field, named by its dotted path."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        super().__init__(f"{field}: {message}")
 
 
 def holds_int(annotation: Any) -> bool:

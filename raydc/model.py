@@ -22,14 +22,11 @@ import torch
 import torch.nn.functional as F
 
 from raydc.checkpoint import atomic_save, load
+from raydc.errors import InvalidInput
 
 MODEL_FORMAT = 1
 PREDICT_CHUNK = 8192  # samples per forward pass of a self-labeling head
 MODELS_DIR = "models"
-
-
-class InvalidInput(ValueError):
-    """Samples a model cannot take; the message says what it expected."""
 
 
 def model_path(root: Path | str, tid: str) -> Path:

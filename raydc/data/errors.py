@@ -4,13 +4,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from raydc.errors import DatasetCorrupt, DatasetUnavailable
 
-class DatasetUnavailable(Exception):
-    """A dataset's files are missing here and could not be fetched."""
-
-
-class DatasetCorrupt(DatasetUnavailable):
-    """A dataset file is present but its content is not the published one."""
+__all__ = ["DatasetCorrupt", "DatasetUnavailable", "missing_files_error"]
 
 
 def missing_files_error(
