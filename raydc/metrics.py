@@ -1,8 +1,9 @@
 """Evaluation metrics: label agreement (ACC, NMI, ARI, VI, CL Change) and embedding geometry
 (intra/inter-class distance, silhouette, centroid distance ratio).
 
-Inputs may be torch tensors on any device or numpy arrays; every metric returns a Python float.
-Label metrics run on the host; geometry metrics run with torch on the embedding's device.
+Label metrics take torch tensors on any device or numpy arrays and return Python floats, on the host; geometry
+metrics are stacked: (M, n, d) embeddings in, (M,) tensors out, on the embedding's device (the single-embedding
+forms the tests compare them with live in tests/reference_metrics.py).
 """
 
 from __future__ import annotations
@@ -41,15 +42,6 @@ def contingency(a: ArrayLike, b: ArrayLike) -> np.ndarray:
         ka, kb = int(ia.max()) + 1, int(ib.max()) + 1
         return torch.bincount(ia * kb + ib, minlength=ka * kb).reshape(ka, kb).cpu().numpy()
     return contingency_matrix(_labels(a), _labels(b))
-
-
-def cluster_acc(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Clustering accuracy: share of samples matched under the best one-to-one cluster→class mapping.
-
-    The Hungarian method runs on the (classes × clusters) contingency table, which may be rectangular;
-    with more clusters than classes the unmatched clusters count as errors.
-    """
-    return _acc_from(contingency(y_true, y_pred))
 
 
 def label_scores(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[float, float, float]:
@@ -106,11 +98,6 @@ def _pairs(sizes: np.ndarray) -> float:
     return float((sizes * (sizes - 1) / 2).sum())
 
 
-def ari(a: ArrayLike, b: ArrayLike) -> float:
-    """Adjusted Rand index from the contingency table's pair counts."""
-    return _ari_from(contingency(a, b))
-
-
 def _ari_from(counts: np.ndarray) -> float:
     counts = counts.astype(np.float64)
     both, in_a, in_b = _pairs(counts), _pairs(counts.sum(1)), _pairs(counts.sum(0))
@@ -120,11 +107,6 @@ def _ari_from(counts: np.ndarray) -> float:
     if best == expected:  # both trivial partitions, or identical ones without any pair structure
         return 1.0
     return float((both - expected) / (best - expected))
-
-
-def cl_change(prev_labels: ArrayLike, labels: ArrayLike) -> float:
-    """Cluster label change between consecutive clusterings, 1 − NMI in [0, 1]: 0 = identical partition."""
-    return table_change(contingency(prev_labels, labels))
 
 
 def _entropy(probabilities: np.ndarray) -> float:
@@ -175,50 +157,12 @@ def _class_mean_distances(x: Tensor, classes: Tensor, n_classes: int, block_size
     return intra, inter, own_size == 1, (sizes > 0).sum((1, 2))
 
 
-def _single(embedding: ArrayLike, labels: ArrayLike, normalize: bool) -> tuple[Tensor, Tensor, int]:
-    """(1, n, d) points and (1, n) class indices of one embedding, and its number of classes."""
-    x = _points(embedding)
-    if normalize:
-        x = F.normalize(x, dim=1)
-    present, classes = torch.unique(torch.as_tensor(labels, device=x.device).ravel(), return_inverse=True)
-    if x.ndim != 2 or classes.shape[0] != x.shape[0]:
-        raise ValueError(f"need an (n, d) embedding and n labels, got {tuple(x.shape)} and {classes.shape[0]}")
-    if len(present) < 2:
-        raise ValueError("class distances need at least two classes")
-    return x.unsqueeze(0), classes.unsqueeze(0), len(present)
-
-
-def class_distances(
-    embedding: ArrayLike, labels: ArrayLike, *, normalize: bool = True, block_size: int = 1024
-) -> tuple[float, float]:
-    """Mean intra-class and inter-class distance (Appendix D.4, eqs. 12–13) of an embedding.
-
-    Per sample, intra is the mean Euclidean distance to the other members of its class and inter the
-    smallest mean distance to the members of any other class; both are averaged over samples. A sample
-    alone in its class has intra = 0 (the silhouette convention). ``normalize`` l2-normalises the
-    embedding first, following Lehner et al. (2024). Returns (intra, inter).
-    """
-    x, classes, n_classes = _single(embedding, labels, normalize)
-    mean_intra, mean_inter = stacked_class_distances(x, classes, n_classes, block_size=block_size)
-    return mean_intra.item(), mean_inter.item()
-
-
 def stacked_class_distances(x: Tensor, classes: Tensor, n_classes: int, *,
                             block_size: int = 1024) -> tuple[Tensor, Tensor]:
     """(M,) mean intra- and inter-class distances of (M, n, d) embeddings with (M, n) classes in [0, n_classes),
     on the device (normalise x first for the paper's metric)."""
     intra, inter, _, _ = _class_mean_distances(x, classes, n_classes, block_size)
     return intra.mean(1), inter.mean(1)
-
-
-def silhouette(embedding: ArrayLike, labels: ArrayLike, *, normalize: bool = False, block_size: int = 1024) -> float:
-    """Mean silhouette coefficient (b − a) / max(a, b) on Euclidean distances, 0 for singleton classes.
-
-    Matches ``sklearn.metrics.silhouette_score`` when ``normalize`` is False; True scores the
-    l2-normalised embedding as in Lehner et al. (2024).
-    """
-    x, classes, n_classes = _single(embedding, labels, normalize)
-    return stacked_silhouettes(x, classes, n_classes, block_size=block_size).item()
 
 
 def stacked_silhouettes(x: Tensor, labels: Tensor, n_clusters: int, *, block_size: int = 1024) -> Tensor:
@@ -229,18 +173,6 @@ def stacked_silhouettes(x: Tensor, labels: Tensor, n_clusters: int, *, block_siz
     # Singletons and all-coincident points (0/0) score 0, as in scikit-learn.
     scores = torch.where(in_singleton | scores.isnan(), 0.0, scores)
     return torch.where(present > 1, scores.mean(1), torch.nan)
-
-
-def distance_ratio_share(embedding: ArrayLike, centroids: ArrayLike, threshold: float = 0.9) -> float:
-    """Share of samples whose distance ratio ρ = d1/d2 exceeds ``threshold`` (Fig. 7).
-
-    d1 and d2 are the Euclidean distances to the nearest and second-nearest centroid; ρ near 1 means a
-    sample sits between two centroids and is easily reassigned. A sample equidistant at 0 from two
-    coinciding centroids has ρ = 1.
-    """
-    x = _points(embedding)
-    centers = _points(centroids, device=x.device).to(x.dtype)
-    return stacked_ratio_shares(x.unsqueeze(0), centers.unsqueeze(0), threshold).item()
 
 
 def stacked_ratio_shares(x: Tensor, centers: Tensor, threshold: float = 0.9) -> Tensor:

@@ -17,7 +17,7 @@ from nbclient import NotebookClient
 
 from raydc.cli import main
 from raydc.config import flatten, make_config
-from raydc.metrics import cluster_acc
+from reference_metrics import cluster_acc
 from raydc.report import (GRIDS, MissingDimension, ablation_markdown, ablation_summary, dynamics_curves, final_values,
                           grid_means, sweep_markdown, sweep_summary)
 from raydc.report.ablations import AVERAGE, CAPTION

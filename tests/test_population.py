@@ -4,7 +4,7 @@ import math
 import pytest
 
 from raydc.config import ConfigError, make_config
-from raydc.metrics import cluster_acc
+from reference_metrics import cluster_acc
 from raydc.population import fit_population
 from raydc.train import fit
 
