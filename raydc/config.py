@@ -25,7 +25,7 @@ EXECUTION_FIELDS = ("device", "checkpoint_every", "train.cuda_graphs", "train.co
 # Settings added after trials were recorded, with what those trials ran with: ids and cache keys name a setting only
 # where it acts and differs from this, so the ids recorded then still name what they computed.
 FORMER_DEFAULTS = {"data.affine": "smooth", "data.resize": None, "train.drop_last": False, "brb.reset_init": "linear",
-                   "brb.reset_momentum": True}
+                   "brb.reset_momentum": True, "net.batch_norm": False}
 # BRB modes that draw fresh weights φ (the others leave weights alone or draw scaled Gaussians).
 PHI_MODES = {"reset", "brb", "disentangled", "perturb_only"}
 LEARNABLE_CENTROID_ALGORITHMS = ("dec", "idec")  # DCN moves its centroids by running means, LFSS by k-means
@@ -279,7 +279,8 @@ class TrialConfig(_Group):
         acting = {"data.affine": self.affine_style, "data.resize": self.resize_side,
                   "train.drop_last": self.drops_last_batch,
                   "brb.reset_init": self.brb.reset_init if self.brb.mode in PHI_MODES else None,
-                  "brb.reset_momentum": self.resets_center_momentum if self._recenters else None}
+                  "brb.reset_momentum": self.resets_center_momentum if self._recenters else None,
+                  "net.batch_norm": self.net.batch_norm}
         return {name: value for name, value in acting.items()
                 if value is not None and value != FORMER_DEFAULTS[name]}
 

@@ -2,8 +2,6 @@
 trial with the same inputs reuses one result."""
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Callable
@@ -16,39 +14,19 @@ from raydc.atomic import exclusive
 from raydc.checkpoint import atomic_save, load
 from raydc.clustering.objectives import reconstruction_loss
 from raydc.contrastive.simclr import info_nce
-from raydc.config import EXECUTION_FIELDS, FORMER_DEFAULTS, TrialConfig, dotted_exclude
+from raydc.config import TrialConfig
 from raydc.data import Augmenter, Dataset
 from raydc.errors import TrialDiverged
+from raydc.identity import cluster_stage_key, pretrain_key
 
 PRETRAIN_SEED_OFFSET = 1_000_003  # pretraining draws from its own stream so cached and fresh runs match
 
 
-def pretrain_key(config: TrialConfig) -> str:
-    """Content address of a pretraining result: dataset, architecture, pretrain settings and seed."""
-    spec = {"data": config.data.name, "net": config.net.model_dump(), "pretrain": config.pretrain.model_dump(),
-            "seed": config.seed, "format": 1}
-    if config.net.arch != "mlp":
-        spec["contrastive"] = config.contrastive.temperature
-    changed = config.changed_defaults()
-    if config.pretrain.augment and "data.affine" in changed:
-        spec["affine"] = changed["data.affine"]
-    if "data.resize" in changed:
-        spec["resize"] = changed["data.resize"]
-    return _content_key(spec)
-
-
 def cluster_cache_path(config: TrialConfig, cache: Path | None) -> Path | None:
-    """Where the end of the clustering stage is shared, when a self-labeling stage follows it: every setting
-    upstream of self-labeling is part of the key."""
+    """Where the end of the clustering stage is shared, when a self-labeling stage follows it."""
     if cache is None or config.selflabel.epochs == 0:
         return None
-    skip = dotted_exclude((*EXECUTION_FIELDS, *FORMER_DEFAULTS, "selflabel", "resl"))
-    upstream = config.model_dump(exclude=skip) | config.changed_defaults()
-    return Path(cache) / f"cluster-{_content_key(upstream)}.pt"
-
-
-def _content_key(spec: dict) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(cache) / f"cluster-{cluster_stage_key(config)}.pt"
 
 
 def make_adam(params, lr: float, weight_decay: float = 0.0, capturable: bool = False) -> torch.optim.Adam:

@@ -25,9 +25,7 @@ The other files are written atomically (temporary file + rename).
 """
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timezone
-import json
 import types
 import typing
 from pathlib import Path
@@ -43,7 +41,8 @@ from raydc.atomic import atomic_path
 from raydc.columns import description
 from raydc.model import model_path, save_model
 from raydc.parts import PartTable
-from raydc.config import EXECUTION_FIELDS, FORMER_DEFAULTS, TrialConfig, dotted_exclude, flatten, set_dotted
+from raydc.config import FORMER_DEFAULTS, TrialConfig, flatten
+from raydc.identity import configuration_id, trial_id  # noqa: F401 (rows are keyed by them; importers name them here too)
 from raydc.records import EPOCH_FIELDS, FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 
 TRIALS_FILE = "trials.parquet"
@@ -118,28 +117,6 @@ def selection_schema() -> pa.Schema:
               ("selected_config_id", pa.string()), ("selected_config", pa.string()), ("selected_acc", pa.float64()),
               ("regret", pa.float64()), ("spearman", pa.float64())]
     return pa.schema([pa.field(name, type_) for name, type_ in fields])
-
-
-def trial_id(config: TrialConfig) -> str:
-    """Stable id of a configuration (seed included): the same config always maps to the same rows.
-
-    Fields at their default are left out, so adding a new setting never changes existing trials' ids; settings
-    that change how a trial runs but not what it computes are left out too.
-    """
-    payload = config.model_dump(exclude=dotted_exclude((*EXECUTION_FIELDS, *FORMER_DEFAULTS)), exclude_defaults=True)
-    payload = {key: value for key, value in payload.items() if value != {}}  # a group left with nothing to name
-    for name, value in config.changed_defaults().items():  # by their own rule: named where they act
-        set_dotted(payload, name, value)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def configuration_id(config: TrialConfig) -> str:
-    """Id of a trial's configuration: its trial id with the seed and data directory at their defaults, so the seeds
-    of one configuration share it."""
-    fields = TrialConfig.model_fields
-    same = config.model_copy(update={"seed": fields["seed"].default,
-                                     "data": config.data.model_copy(update={"dir": None})})
-    return trial_id(same)[:12]
 
 
 def trial_row(tid: str, record: TrialRecord) -> dict[str, Any]:

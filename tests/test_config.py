@@ -127,7 +127,8 @@ NEW_DEFAULTS = [{"data": {"affine": "torchvision"}}, {"data": {"resize": 28}}, {
 
 
 def test_settings_added_later_keep_recorded_ids_and_key_what_they_change():
-    from raydc.pretrain import cluster_cache_path, pretrain_key
+    from raydc.identity import pretrain_key
+    from raydc.pretrain import cluster_cache_path
     from raydc.store import trial_id
 
     def former(*parts):
@@ -141,6 +142,10 @@ def test_settings_added_later_keep_recorded_ids_and_key_what_they_change():
         assert trial_id(former(new)) != trial_id(former()), new
         assert cluster_cache_path(former(new, shared), Path(".")) != cluster_cache_path(former(shared), Path("."))
     assert trial_id(make_config({})) not in {trial_id(former(new)) for new in NEW_DEFAULTS}
+    # So do their pretraining caches; BatchNorm, added later still, is named only where it is on.
+    assert pretrain_key(former()) == "02cd970fa683554dfa2f"
+    assert pretrain_key(former({"net": {"batch_norm": True}})) != pretrain_key(former())
+    assert trial_id(former({"net": {"batch_norm": True}})) != trial_id(former())
     # Pretraining sees the resized images always, the affine style only when it augments.
     assert pretrain_key(former({"data": {"resize": 28}})) != pretrain_key(former())
     assert pretrain_key(former({"data": {"affine": "torchvision"}})) == pretrain_key(former())
