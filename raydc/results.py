@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raydc.config import EXECUTION_FIELDS, ConfigError, make_config, unflatten
+from raydc.effects import affects
 from raydc.store import TRIALS_FILE, ResultStore, config_fields, configuration_id
 
 NOT_CONFIGURATION = ("seed", "data.dir", *EXECUTION_FIELDS)
@@ -120,8 +121,6 @@ def configuration_labels(trials: pd.DataFrame) -> pd.Series:
 
 def _acting(row: pd.Series, columns: list[str]) -> list[str]:
     """The columns whose setting acts in this configuration (a baseline shows no α)."""
-    from raydc.study.effects import affects  # pure rules: no Ray behind them
-
     fields = {key: row[key] for key in configuration_columns() if key in row.index and pd.notna(row[key])}
     try:
         config = make_config(unflatten(fields))

@@ -14,7 +14,7 @@ from raydc.captured import CapturedStep
 from raydc.clustering import CentroidModel
 from raydc.clustering.kmeans import kmeans, nearest, recluster
 from raydc.config import RECLUSTERING_MODES, TrialConfig
-from raydc.contrastive.lfss import LFSS
+from raydc.clustering.lfss import LFSS
 from raydc.data import Dataset, make_augmenter, make_strong_augmenter
 from raydc.fused import fuse, require_compiler
 from raydc.loss_totals import LossTotals

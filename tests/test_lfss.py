@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from raydc.clustering.kmeans import nearest
-from raydc.contrastive.lfss import (
+from raydc.clustering.lfss import (
     LFSS,
     cluster_centres,
     cluster_loss,

@@ -1,1 +1,1 @@
-"""Contrastive objectives and the models built on them (SimCLR's InfoNCE, LFSS)."""
+"""SimCLR's InfoNCE: the contrastive loss of resnet18 pretraining and clustering (it imports nothing of raydc)."""

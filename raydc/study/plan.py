@@ -11,7 +11,7 @@ import numpy as np
 
 from raydc.config import ConfigError, TrialConfig, make_config, set_dotted
 from raydc.store import trial_id
-from raydc.study.effects import affects
+from raydc.effects import affects
 from raydc.study.space import Dimension
 
 

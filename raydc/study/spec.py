@@ -43,7 +43,7 @@ from raydc.config import ConfigError, TrialConfig, flatten, holds_int, make_conf
 from raydc.data import DatasetUnavailable, check_available, dataset_names
 from raydc.population import check_stackable
 from raydc.records import FINAL_METRICS, LABEL_FREE_METRICS, LOWER_IS_BETTER
-from raydc.study.effects import affects, unused_reason
+from raydc.effects import affects, unused_reason
 from raydc.study.plan import PlannedTrial, build_config, expand, grid_points, probe_points, random_points
 from raydc.study.space import Dimension, parse_dimension
 from raydc.tracking import TrackingSpec
