@@ -80,7 +80,8 @@ def run_cluster_epochs(members: list[Member], engine: Engine, clock: TrialClock,
         for member, record, terms, extra in zip(members, records, losses, engine.end_epoch()):
             for name, value in {**terms, **extra}.items():
                 setattr(record, name, value)
-            member.trial.epoch, member.result.epochs_done = epoch, epoch + 1
+            member.trial.finish_epoch(epoch)
+            member.result.epochs_done = epoch + 1
         last = epoch == config.train.epochs - 1
         if last or epoch % config.eval.every == 0:
             engine.evaluate(records, last)

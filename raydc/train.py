@@ -226,7 +226,7 @@ def self_labeling_stage(trial: Trial, stage: SelfLabeling, saved: dict[str, Any]
         saved = {"epoch": -1, "reset_pending": False}
     else:
         stage.load_state_dict(saved["state"])
-        trial.prev_labels = saved["prev_labels"]
+        trial.remember_labels(saved["prev_labels"])
     reset_pending = saved["reset_pending"]
     final = None
     for epoch in range(saved["epoch"] + 1, cfg.epochs):

@@ -189,6 +189,10 @@ class Trial:
             self._sweep_centers()
         return self.totals.means(trained_count(self.data.n, cfg.batch_size, self.config.drops_last_batch))
 
+    def finish_epoch(self, epoch: int) -> None:
+        """Mark clustering epoch `epoch` done: a checkpoint resumes after it."""
+        self.epoch = epoch
+
     def end_epoch(self) -> dict[str, float]:
         """What the model measures once an epoch's steps are done (LFSS's sample stability; else nothing)."""
         return self.model.end_epoch(self.data.x)
@@ -248,6 +252,10 @@ class Trial:
         """Write an evaluation's scores into the record; its labels are what the next one's label change compares to."""
         for name, value in scores.items():
             setattr(record, name, value)
+        self.remember_labels(labels)
+
+    def remember_labels(self, labels: torch.Tensor) -> None:
+        """The labels the next evaluation's label change compares with (a resumed stage restores its own)."""
         self.prev_labels = labels
 
     # --- self-labeling -------------------------------------------------------------------------
