@@ -25,10 +25,10 @@ from profile_step import OperationCount
 
 from raydc.clustering.kmeans import nearest, recluster
 from raydc.config import make_config
-from raydc.resets import apply_plan, reset_momentum
-from raydc.cluster_epochs import sync_device
-from raydc.train import resolve_device
-from raydc.trial import Trial, embed
+from raydc.nets.resets import apply_plan, reset_momentum
+from raydc.engine.cluster_epochs import sync_device
+from raydc.engine.train import resolve_device
+from raydc.engine.trial import Trial, embed
 
 
 def step_parts(trial: Trial, subsample: int) -> dict[str, Callable[[dict], None]]:

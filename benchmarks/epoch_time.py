@@ -16,9 +16,9 @@ import torch
 
 from raydc.config import make_config
 from raydc.data.dataset import standardize
-from raydc.records import EpochRecord
-from raydc.cluster_epochs import sync_device
-from raydc.trial import Trial
+from raydc.engine.records import EpochRecord
+from raydc.engine.cluster_epochs import sync_device
+from raydc.engine.trial import Trial
 
 
 def synthetic_mnist(n: int, k: int = 10, seed: int = 0):

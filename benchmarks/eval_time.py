@@ -1,5 +1,5 @@
 """Seconds per evaluation of a population: its members scored one at a time (as each would be alone) against all at
-once (`raydc.scoring.epoch_scores` on the stacked tensors, as population mode does), in the same run.
+once (`raydc.evaluation.scoring.epoch_scores` on the stacked tensors, as population mode does), in the same run.
 
 An evaluation here is what follows the embedding of the whole dataset: label scores and label change against the last
 evaluation over all n samples, class distances and silhouette on each member's subsample, centroid distance ratios.
@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from raydc.scoring import class_indices, epoch_scores
-from raydc.cluster_epochs import sync_device
-from raydc.train import resolve_device
+from raydc.evaluation.scoring import class_indices, epoch_scores
+from raydc.engine.cluster_epochs import sync_device
+from raydc.engine.train import resolve_device
 
 
 def population(members: int, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:

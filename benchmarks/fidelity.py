@@ -29,7 +29,7 @@ def run_one(job: tuple[str, str, int, argparse.Namespace]) -> tuple[str, str, in
 
     torch.set_num_threads(max(1, args.threads))
     from raydc.data import load_dataset
-    from raydc.train import fit
+    from raydc.engine.train import fit
 
     config = {"seed": seed, "device": args.device,
               "data": {"name": args.dataset, "affine": args.affine, "resize": args.resize},

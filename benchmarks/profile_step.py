@@ -25,9 +25,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from epoch_time import synthetic_mnist
 from raydc.config import make_config
-from raydc.fused import fuse
-from raydc.precision import PRECISIONS, network_precision
-from raydc.trial import Trial
+from raydc.compute.fused import fuse
+from raydc.compute.precision import PRECISIONS, network_precision
+from raydc.engine.trial import Trial
 
 STEPS = 20
 GEMMS = {"mm", "addmm", "bmm", "baddbmm"}
@@ -91,7 +91,7 @@ def ready_case(algorithm: str, population: int, data, device: torch.device, trai
     """(trials, stacked model or None, batch): trials with pretraining skipped and their initial k-means done, and a
     fixed batch (x, augmented x, sample indices); for a population (population > 0) its stacked model and the batch
     repeated per member, laid out as its static buffers."""
-    from raydc.population.stack import StackedModels
+    from raydc.engine.population.stack import StackedModels
 
     configs = [make_config({"seed": s, "device": str(device), "pretrain": {"epochs": 0},
                             "train": {"algorithm": algorithm, "cuda_graphs": False, **(train or {})}})
@@ -109,8 +109,8 @@ def ready_case(algorithm: str, population: int, data, device: torch.device, trai
 
 def trial_steps(args: argparse.Namespace, data, device: torch.device):
     """A warm callable running one eager step of a trial (or a population) on a fixed batch."""
-    from raydc.population.fit import _Step
-    from raydc.population.stack import StackedAdam
+    from raydc.engine.population.fit import _Step
+    from raydc.engine.population.stack import StackedAdam
 
     trials, stack, batch = ready_case(args.algorithm, args.population, data, device,
                                       {"precision": args.precision, "dcn_update": args.dcn_update,
@@ -175,7 +175,7 @@ def memory_traffic(args: argparse.Namespace) -> None:
     import torch._inductor.metrics as inductor_metrics
     from torch.utils.flop_counter import FlopCounterMode
 
-    from raydc.batches import trained_count
+    from raydc.compute.batches import trained_count
 
     inductor_log = compile_fx.inductor_metrics_log  # inductor counts bytes only while this log takes INFO records
     inductor_log.setLevel(logging.INFO)

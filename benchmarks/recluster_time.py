@@ -18,7 +18,7 @@ from eval_time import seconds
 from profile_step import OperationCount
 
 from raydc.clustering.kmeans import RECLUSTER_METHODS, _kmeans_plusplus_indices, kmeans, recluster
-from raydc.train import resolve_device
+from raydc.engine.train import resolve_device
 
 
 def embedding(n: int, d: int, k: int, device: torch.device) -> torch.Tensor:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau, spearmanr
 
-from raydc.select import DEFAULT_CRITERION, DEFAULT_SELECTION, never_selected, preference, run_selection
+from raydc.selection.select import DEFAULT_CRITERION, DEFAULT_SELECTION, never_selected, preference, run_selection
 
 sys.path.insert(0, str(Path(__file__).parent))
 from eval_time import population, seconds  # noqa: E402  (a sibling benchmark: the same synthetic stacks)
@@ -62,9 +62,9 @@ def search_metric_cost(args: argparse.Namespace) -> None:
     """Seconds per evaluation of the label-free search metrics, of the whole evaluation, and of a clustering epoch."""
     import torch
 
-    from raydc import metrics
-    from raydc.mdl import stacked_mdl_costs
-    from raydc.scoring import _rows, _sibling_vi, epoch_scores
+    from raydc.evaluation import metrics
+    from raydc.evaluation.mdl import stacked_mdl_costs
+    from raydc.evaluation.scoring import _rows, _sibling_vi, epoch_scores
 
     device = torch.device("cpu")
     siblings = ["config"] * args.seeds
@@ -91,7 +91,7 @@ def epoch_time(seeds: int) -> None:
     """Median seconds of a clustering epoch (training and evaluation) of a configuration's seeds on digits."""
     import statistics
 
-    from raydc.population import fit_population
+    from raydc.engine.population import fit_population
 
     times = []
     configs = [{"seed": seed, "data": {"name": "digits"}, "pretrain": {"epochs": 20}, "train": {"epochs": 10},

@@ -25,7 +25,7 @@ def run_one(job: tuple[str, int, argparse.Namespace, str]) -> tuple[str, int, di
     import torch
 
     torch.set_num_threads(max(1, args.threads))
-    from raydc.train import fit
+    from raydc.engine.train import fit
 
     config = {"seed": seed, "device": args.device, "data": {"name": args.dataset}, "eval": {"every": 5}}
     if variant == "lfss":
@@ -59,7 +59,7 @@ def _mean_std(values: list[float]) -> str:
 def raw_kmeans_acc(dataset: str, seeds: list[int]) -> list[float]:
     import torch
 
-    from raydc import metrics
+    from raydc.evaluation import metrics
     from raydc.clustering.kmeans import kmeans
     from raydc.data import load_dataset
 

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raydc.config import flatten, make_config
-from raydc.records import EpochRecord, TrialRecord
-from raydc.store import EPOCHS_FILE, TRIALS_FILE, ResultStore, epoch_row, epochs_schema, trial_row, trials_schema
+from raydc.engine.records import EpochRecord, TrialRecord
+from raydc.tables.store import EPOCHS_FILE, TRIALS_FILE, ResultStore, epoch_row, epochs_schema, trial_row, trials_schema
 
 EPOCHS = {"pretrain": 250, "cluster": 400}
 CONFIG = flatten(make_config())

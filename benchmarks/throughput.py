@@ -1,11 +1,11 @@
 """Trial-epochs per second: trials packed on one device as separate processes, and population mode.
 
-Packed: each trial is its own process running raydc.train.fit (IDEC+BRB by default, augmentation and per-epoch
+Packed: each trial is its own process running raydc.engine.train.fit (IDEC+BRB by default, augmentation and per-epoch
 evaluation on, no pretraining) on synthetic MNIST-shaped data from benchmarks/epoch_time.py (or a named dataset),
 the way fractional-GPU Ray Tune trials share a GPU. All trials finish a warm-up epoch, wait at a barrier, then run
 the timed epochs; throughput = trials × timed epochs / wall time of the timed window. On a GPU, concurrent processes
 time-slice unless the CUDA MPS daemon runs (nvidia-cuda-mps-control -d), which lets their kernels overlap.
-Population (--population): one process runs raydc.population.fit_population over that many members (seeds, α and
+Population (--population): one process runs raydc.engine.population.fit_population over that many members (seeds, α and
 lr varying, as in a sensitivity grid) as one stacked model; same settings, same timed window.
 --grid fig8 gives the trials the BRB paper's Fig 8 settings (α 0.6-0.9, T 5-40, lr 1e-4 to 5e-3, in that order of
 cycling), and --algorithm several algorithms, each run apart (a population holds one algorithm), then the rate of the
@@ -80,7 +80,7 @@ def worker(rank: int, args: argparse.Namespace, barrier, results) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: packed CPU trials must not spin
     import torch
 
-    from raydc.train import fit
+    from raydc.engine.train import fit
 
     torch.set_num_threads(args.threads)
     data = load_data(args)
@@ -109,7 +109,7 @@ def population_worker(size: int, args: argparse.Namespace, results) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
-    from raydc.population import fit_population
+    from raydc.engine.population import fit_population
 
     torch.set_num_threads(args.population_threads)
     data = load_data(args)

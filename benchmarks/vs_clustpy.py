@@ -26,10 +26,10 @@ import torch
 
 from raydc.config import make_config
 from raydc.data import load_dataset
-from raydc.precision import PRECISIONS
-from raydc.records import EpochRecord
-from raydc.cluster_epochs import sync_device
-from raydc.trial import Trial
+from raydc.compute.precision import PRECISIONS
+from raydc.engine.records import EpochRecord
+from raydc.engine.cluster_epochs import sync_device
+from raydc.engine.trial import Trial
 
 
 def raydc_trial(data, device: torch.device, augment: bool, args: argparse.Namespace) -> Trial:

@@ -3,12 +3,14 @@ __version__ = "0.1.0"
 
 # The public face, imported on first use so `import raydc` stays light (torch loads only when needed).
 _PUBLIC = {
-    "fit": "raydc.train",
-    "fit_population": "raydc.population",
+    "fit": "raydc.engine.train",
+    "fit_population": "raydc.engine.population",
     "make_config": "raydc.config",
-    "load_model": "raydc.model",
-    "ClusteringModel": "raydc.model",
-    "ResultStore": "raydc.store",
+    "load_model": "raydc.engine.model",
+    "ClusteringModel": "raydc.engine.model",
+    "ResultStore": "raydc.tables.store",
+    "load_trials": "raydc.tables.results",
+    "load_epochs": "raydc.tables.results",
 }
 __all__ = ["__version__", *_PUBLIC]
 

@@ -63,9 +63,9 @@ def print_epoch(record) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from raydc.data import load_dataset
-    from raydc.store import ResultStore, epoch_row, trial_id, trial_row
-    from raydc.cluster_epochs import is_checkpoint_epoch
-    from raydc.train import fit
+    from raydc.tables.store import ResultStore, epoch_row, trial_id, trial_row
+    from raydc.engine.cluster_epochs import is_checkpoint_epoch
+    from raydc.engine.train import fit
 
     config = load_trial_config(args.config, args.set)
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -95,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_select(args: argparse.Namespace) -> int:
     from raydc.report.selection import selection_markdown
-    from raydc.select import DEFAULT_SELECTION, SCORES_FILE, SELECTION_FILE, run_selection, write_tables
+    from raydc.selection.select import DEFAULT_SELECTION, SCORES_FILE, SELECTION_FILE, run_selection, write_tables
 
     try:
         extra = tuple(c for c in args.criteria or () if c not in DEFAULT_SELECTION)  # rows added to the standard ones
@@ -113,7 +113,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from raydc.export import export_selected
+    from raydc.selection.export import export_selected
 
     try:
         cards = export_selected(args.dir, args.criterion, args.out)
@@ -130,8 +130,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from raydc.export import read_samples
-    from raydc.model import ClusteringModel
+    from raydc.selection.export import read_samples
+    from raydc.engine.model import ClusteringModel
 
     try:
         model = ClusteringModel.load(args.model)

@@ -1,4 +1,4 @@
-"""Single-embedding forms of raydc's stacked metrics (raydc.metrics), the references the tests check the library
+"""Single-embedding forms of raydc's stacked metrics (raydc.evaluation.metrics), the references the tests check the library
 against: scikit-learn's definitions on one embedding or one pair of labelings."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from raydc.metrics import (ArrayLike, _acc_from, _ari_from, _points, contingency, stacked_class_distances,
+from raydc.evaluation.metrics import (ArrayLike, _acc_from, _ari_from, _points, contingency, stacked_class_distances,
                            stacked_ratio_shares, stacked_silhouettes, table_change)
 
 

@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from raydc.atomic import atomic_path
+from raydc.files.atomic import atomic_path
 
 
 def _mode(path) -> int:

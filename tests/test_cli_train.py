@@ -2,7 +2,7 @@
 import pyarrow.parquet as pq
 
 from raydc.cli import main
-from raydc.store import epochs_schema, trials_schema
+from raydc.tables.store import epochs_schema, trials_schema
 
 TINY = ["--set", "net.hidden=[64, 32]", "--set", "pretrain.epochs=2", "--set", "train.epochs=3",
         "--set", "eval.subsample=200", "--set", "device=cpu", "--set", "brb.interval=2"]

@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from raydc.store import EPOCH_KEY, ResultStore
+from raydc.tables.store import EPOCH_KEY, ResultStore
 
 pytestmark = pytest.mark.ray
 

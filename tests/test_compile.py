@@ -7,11 +7,11 @@ from torch._dynamo.utils import counters
 
 from raydc.clustering.objectives import dec_cluster_loss
 from raydc.config import ConfigError, make_config
-from raydc.fused import RECOMPILE_LIMIT, fuse, require_compiler
-from raydc.population import fit_population
-from raydc.store import trial_id
-from raydc.train import fit
-from raydc.trial import Trial
+from raydc.compute.fused import RECOMPILE_LIMIT, fuse, require_compiler
+from raydc.engine.population import fit_population
+from raydc.tables.store import trial_id
+from raydc.engine.train import fit
+from raydc.engine.trial import Trial
 
 def _cpu_compiler() -> bool:
     try:

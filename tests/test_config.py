@@ -82,7 +82,7 @@ def test_device_names_torch_parses_are_accepted(device):
 
 
 def test_cuda_without_cuda_fails_before_loading_data(monkeypatch):
-    import raydc.train as train
+    import raydc.engine.train as train
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(train, "load_dataset", lambda *a, **k: pytest.fail("dataset loaded"))
@@ -93,7 +93,7 @@ def test_cuda_without_cuda_fails_before_loading_data(monkeypatch):
 
 
 def test_subsample_below_cluster_count_is_rejected_before_compute(digits):
-    from raydc.trial import Trial
+    from raydc.engine.trial import Trial
 
     with pytest.raises(ConfigError) as err:  # digits has 10 clusters
         Trial(make_config({"brb": {"subsample": 9}}), digits, torch.device("cpu"))
@@ -104,7 +104,7 @@ def test_subsample_below_cluster_count_is_rejected_before_compute(digits):
 
 def test_the_affine_style_reaches_every_augmenter():
     from raydc.data import load_dataset
-    from raydc.trial import Trial
+    from raydc.engine.trial import Trial
 
     config = make_config({"data": {"affine": "smooth"}, "selflabel": {"epochs": 1}})
     trial = Trial(config, load_dataset("digits"), torch.device("cpu"))
@@ -127,9 +127,9 @@ NEW_DEFAULTS = [{"data": {"affine": "torchvision"}}, {"data": {"resize": 28}}, {
 
 
 def test_settings_added_later_keep_recorded_ids_and_key_what_they_change():
-    from raydc.identity import pretrain_key
-    from raydc.pretrain import cluster_cache_path
-    from raydc.store import trial_id
+    from raydc.config.identity import pretrain_key
+    from raydc.engine.pretrain import cluster_cache_path
+    from raydc.tables.store import trial_id
 
     def former(*parts):
         return make_config(_merged(FORMER, *parts))

@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from raydc.config import ConfigError, make_config
-from raydc.contrastive.simclr import info_nce
+from raydc.clustering.simclr import info_nce
 from raydc.data import load_dataset
 from raydc.data.dataset import standardize
-from raydc.pretrain import pretext_loss, pretrained_state
-from raydc.train import fit
-from raydc.trial import Trial
+from raydc.engine.pretrain import pretext_loss, pretrained_state
+from raydc.engine.train import fit
+from raydc.engine.trial import Trial
 
 TINY = {"net": {"arch": "resnet18", "hidden": [64, 32], "embedding_dim": 16, "projector_width": 64,
                 "projector_dim": 16},

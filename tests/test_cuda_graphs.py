@@ -5,15 +5,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from raydc.captured import CapturedStep
+from raydc.compute.captured import CapturedStep
 from raydc.clustering.kmeans import sq_distances
 from raydc.config import make_config
 from raydc.data.dataset import standardize
-from raydc.population import fit_population
-from raydc.precision import network_precision
-from raydc.store import trial_id
-from raydc.train import fit
-from raydc.trial import Trial
+from raydc.engine.population import fit_population
+from raydc.compute.precision import network_precision
+from raydc.tables.store import trial_id
+from raydc.engine.train import fit
+from raydc.engine.trial import Trial
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -139,8 +139,8 @@ def test_resize_is_the_authors_resize_then_normalize():
 
 @pytest.mark.parametrize("resize,inputs", [(28, 784), (None, 64)])
 def test_a_grayscale_trial_trains_on_images_resized_as_table_5_says(tmp_path, resize, inputs):
-    from raydc.checkpoint import load
-    from raydc.train import fit
+    from raydc.files.checkpoint import load
+    from raydc.engine.train import fit
 
     config = {"train": {"epochs": 1}, "pretrain": {"epochs": 0}, "data": {"resize": resize}}
     assert fit(config, checkpoint_dir=tmp_path).status == "finished"

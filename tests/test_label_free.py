@@ -7,10 +7,10 @@ import torch
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 
 import raydc
-from raydc.metrics import stacked_calinski_harabasz, stacked_davies_bouldin
-from raydc.records import FINAL_METRICS, LABEL_FREE_METRICS
-from raydc.select import run_selection
-from raydc.store import ResultStore, epoch_row, trial_id, trial_row
+from raydc.evaluation.metrics import stacked_calinski_harabasz, stacked_davies_bouldin
+from raydc.engine.records import FINAL_METRICS, LABEL_FREE_METRICS
+from raydc.selection.select import run_selection
+from raydc.tables.store import ResultStore, epoch_row, trial_id, trial_row
 from raydc.study.spec import parse_study
 
 LABEL_COLUMNS = {"acc", "nmi", "ari", "intra_cd", "inter_cd", "nmi_match", "kmeans_acc", "kmeans_nmi", "kmeans_ari"}
@@ -69,10 +69,10 @@ def test_permuted_labels_change_label_columns_only(tmp_path, digits):
 
 def test_a_population_scores_each_member_against_the_other_seeds_of_its_configuration(digits, tmp_path):
     """vi: each member's mean variation of information with the other seeds of its configuration, at every
-    evaluation; mdl_bits: raydc.mdl's cost of the clustered embedding, as raydc select computes it."""
-    from raydc.population import fit_population
-    from raydc.metrics import variation_of_information
-    from raydc.mdl import mdl_cost
+    evaluation; mdl_bits: raydc.evaluation.mdl's cost of the clustered embedding, as raydc select computes it."""
+    from raydc.engine.population import fit_population
+    from raydc.evaluation.metrics import variation_of_information
+    from raydc.evaluation.mdl import mdl_cost
 
     small = {"data": {"resize": None}, "net": {"hidden": [64, 32]}, "pretrain": {"epochs": 3},
              "train": {"epochs": 3}, "eval": {"subsample": 300}}

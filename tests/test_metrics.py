@@ -6,7 +6,7 @@ import torch
 from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_score
 
-from raydc.metrics import label_scores, nmi, variation_of_information
+from raydc.evaluation.metrics import label_scores, nmi, variation_of_information
 from reference_metrics import ari, class_distances, cl_change, cluster_acc, distance_ratio_share, silhouette
 
 
@@ -144,7 +144,7 @@ def test_variation_of_information_independent_uniform_is_two_log_k():
 def test_device_contingency_metrics_match_sklearn():
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    from raydc.metrics import nmi
+    from raydc.evaluation.metrics import nmi
     from reference_metrics import ari, cluster_acc
 
     gen = np.random.default_rng(0)

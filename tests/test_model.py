@@ -9,9 +9,9 @@ from sklearn.datasets import load_digits
 
 import raydc
 from raydc.cli import main
-from raydc.model import InvalidInput, model_path
-from raydc.population import fit_population
-from raydc.store import ResultStore, trial_id
+from raydc.engine.model import InvalidInput, model_path
+from raydc.engine.population import fit_population
+from raydc.tables.store import ResultStore, trial_id
 
 SMALL = {"net": {"hidden": [64, 32]}, "pretrain": {"epochs": 10}, "train": {"epochs": 3}}  # clusters, not collapse
 
@@ -105,7 +105,7 @@ def test_train_keeps_the_model_and_predict_labels_a_file(tmp_path, capsys):
 def test_export_copies_the_selected_configurations_seeds_with_a_card(tmp_path, capsys):
     study = tmp_path / "study"
     store = ResultStore(study)
-    from raydc.store import trial_row
+    from raydc.tables.store import trial_row
     for lr in (1e-3, 1e-2):
         for seed in (0, 1):
             config = _config("dec", seed, lr=lr)
@@ -128,7 +128,7 @@ def test_status_shows_the_space_the_kept_models_take(kept):
 
     root, records = kept
     store = ResultStore(root)
-    from raydc.store import trial_row
+    from raydc.tables.store import trial_row
     store.append([trial_row(tid, record) for tid, record in records.values()])
     assert "models: 2 kept in " in describe_directory(root) and "KiB (raydc.load_model)" in describe_directory(root)
 

@@ -3,7 +3,7 @@ import torch
 
 from raydc.config import make_config
 from raydc.nets import FeedForwardAE, ResNetEncoder
-from raydc.resets import apply_plan, reset_plan
+from raydc.nets.resets import apply_plan, reset_plan
 
 
 def test_autoencoder_shapes_and_no_batchnorm():
@@ -40,7 +40,7 @@ def test_batch_norm_sits_before_each_hidden_relu_and_trains_in_a_trial(digits):
     Linear layers only, as their default `reset_batchnorm=False`; the trial trains it and embeds in eval mode."""
     import pytest
 
-    from raydc.train import fit
+    from raydc.engine.train import fit
 
     net = FeedForwardAE(64, [32, 16], 10, batch_norm=True)
     kinds = [type(m).__name__ for m in net.encoder]

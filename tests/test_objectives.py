@@ -12,7 +12,7 @@ from raydc.clustering.objectives import (
     dec_cluster_loss,
     target_distribution,
 )
-from raydc.loss_totals import LossTotals
+from raydc.compute.loss_totals import LossTotals
 
 
 def student_t_q(z, mu):

@@ -5,8 +5,8 @@ import pytest
 
 from raydc.config import ConfigError, make_config
 from reference_metrics import cluster_acc
-from raydc.population import fit_population
-from raydc.train import fit
+from raydc.engine.population import fit_population
+from raydc.engine.train import fit
 
 # The digits fixture at its native 8 × 8 (fast; resizing as Table 5 is tested in test_data.py).
 SMALL = {"data": {"resize": None}, "net": {"hidden": [256, 128]}, "pretrain": {"epochs": 20}, "train": {"epochs": 6},
@@ -211,8 +211,8 @@ def test_stacked_embedding_runs_each_member_at_the_populations_precision(digits,
     float32 embeddings out."""
     import torch
 
-    from raydc.population.stack import StackedModels
-    from raydc.trial import Trial, embed
+    from raydc.engine.population.stack import StackedModels
+    from raydc.engine.trial import Trial, embed
 
     trials = [Trial(_config(seed, train={"precision": "bf16"}), digits, torch.device("cpu")) for seed in (0, 1)]
     for trial in trials:

@@ -6,7 +6,7 @@ from torch import nn
 
 from raydc.config import make_config
 from raydc.nets import FeedForwardAE, ResNetEncoder
-from raydc.resets import perturb, reset_momentum, reset_plan, sample_initial
+from raydc.nets.resets import perturb, reset_momentum, reset_plan, sample_initial
 
 
 def _layer():
@@ -33,7 +33,7 @@ def test_the_authors_phi_is_kaiming_uniform_with_its_default_gain():
 
 def test_a_trial_resets_with_the_configured_phi():
     from raydc.data import load_dataset
-    from raydc.trial import Trial
+    from raydc.engine.trial import Trial
 
     def reset_spread(init: str) -> float:
         config = make_config({"brb": {"mode": "reset", "alpha": 0.0, "reset_init": init}, "data": {"resize": None}})

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from raydc.config import flatten, make_config
-from raydc.results import configuration_labels, load_trials, varying_columns
-from raydc.store import ResultStore, trial_id
+from raydc.tables.results import configuration_labels, load_trials, varying_columns
+from raydc.tables.store import ResultStore, trial_id
 
 
 def _trials(*overrides: dict) -> pd.DataFrame:

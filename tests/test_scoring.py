@@ -7,8 +7,8 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_score
 
 import reference_metrics
-from raydc import metrics, scoring
-from raydc.scoring import class_indices, epoch_scores
+from raydc.evaluation import metrics, scoring
+from raydc.evaluation.scoring import class_indices, epoch_scores
 
 
 def _members(n=300, k=4, members=4, subsample=120, seed=0):

@@ -11,11 +11,11 @@ from sklearn.cluster import KMeans
 
 from raydc.cli import main
 from raydc.config import flatten, make_config
-from raydc.mdl import description_length, mdl_cost
+from raydc.evaluation.mdl import description_length, mdl_cost
 from raydc.report.selection import plot_selection_scatter
-from raydc.select import (DEFAULT_CRITERION, DEFAULT_SELECTION, SCORES_FILE, SELECTION_FILE, configuration_scores,
+from raydc.selection.select import (DEFAULT_CRITERION, DEFAULT_SELECTION, SCORES_FILE, SELECTION_FILE, configuration_scores,
                           effective_clusters, preference, run_selection, select, trial_scores, vi_stability)
-from raydc.store import ResultStore, scores_schema, selection_schema, trial_id
+from raydc.tables.store import ResultStore, scores_schema, selection_schema, trial_id
 
 
 def _mixture(n=1200, k=4, d=5, seed=0):

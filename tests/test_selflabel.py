@@ -11,8 +11,8 @@ from torch import nn
 
 from raydc.data import StrongAugmenter, cutout, make_augmenter, make_strong_augmenter
 from raydc.data.dataset import standardize
-from raydc.metrics import nmi
-from raydc.resets import perturb
+from raydc.evaluation.metrics import nmi
+from raydc.nets.resets import perturb
 from raydc.selflabel import (
     Classifier,
     HareTortoise,

@@ -94,6 +94,6 @@ def test_a_study_submitted_to_slurm_runs_to_its_end(local_slurm, tmp_path):
     log = (out / f"slurm-{job_id}.log").read_text()
     assert _job_state(job_id) == "COMPLETED", log[-3000:]
     assert "trials: 2 finished" in log
-    from raydc.store import ResultStore
+    from raydc.tables.store import ResultStore
 
     assert sorted(ResultStore(out).trials().column("status").to_pylist()) == ["finished", "finished"]

@@ -5,8 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from raydc.config import flatten, make_config
-from raydc.records import EpochRecord, TrialRecord
-from raydc.store import ResultStore, epoch_row, epochs_schema, trial_id, trial_row, trials_schema
+from raydc.engine.records import EpochRecord, TrialRecord
+from raydc.tables.store import ResultStore, epoch_row, epochs_schema, trial_id, trial_row, trials_schema
 
 
 def _record(acc):
@@ -57,7 +57,7 @@ def test_trial_row_records_where_it_ran(tmp_path):
 
 
 def test_a_saved_embedding_keeps_its_mdl_wherever_it_sits(tmp_path):
-    from raydc.mdl import mdl_cost
+    from raydc.evaluation.mdl import mdl_cost
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, 5000)
     centres = rng.normal(size=(10, 10)) * 5
@@ -72,11 +72,11 @@ def test_a_saved_embedding_keeps_its_mdl_wherever_it_sits(tmp_path):
 
 
 def test_every_column_written_carries_its_description_with_its_unit(tmp_path):
-    """The Parquet parts a store writes describe each of their columns in the field metadata (raydc.columns)."""
+    """The Parquet parts a store writes describe each of their columns in the field metadata (raydc.tables.columns)."""
     import pyarrow.parquet as pq
 
-    from raydc.records import EpochRecord
-    from raydc.store import ResultStore, epoch_row, epochs_schema, trials_schema
+    from raydc.engine.records import EpochRecord
+    from raydc.tables.store import ResultStore, epoch_row, epochs_schema, trials_schema
 
     for schema in (trials_schema(), epochs_schema()):
         assert all(f.metadata and f.metadata[b"description"].strip() for f in schema)

@@ -6,10 +6,10 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from raydc import parts
+from raydc.tables import parts
 from raydc.config import flatten, make_config
-from raydc.records import EpochRecord, TrialRecord
-from raydc.store import EPOCHS_FILE, TRIALS_FILE, ResultStore, epoch_row, trial_row
+from raydc.engine.records import EpochRecord, TrialRecord
+from raydc.tables.store import EPOCHS_FILE, TRIALS_FILE, ResultStore, epoch_row, trial_row
 
 CONFIG = flatten(make_config())
 EPOCHS_PER_TRIAL = 30

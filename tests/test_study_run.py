@@ -16,7 +16,7 @@ import yaml
 from raydc.cli import main
 from raydc.config import ConfigError
 from raydc.study import runner
-from raydc.store import EPOCH_KEY, ResultStore, epochs_schema, trials_schema
+from raydc.tables.store import EPOCH_KEY, ResultStore, epochs_schema, trials_schema
 from raydc.study.faults import MARKER
 from raydc.study.outcomes import UnfinishedTrials
 from raydc.study.paths import StudyPaths
@@ -110,7 +110,7 @@ def test_optuna_runs_n_distinct_trials_and_counts_finished_ones(ray_cluster, tmp
 
 
 def test_optuna_with_asha_meets_a_recorded_failed_configuration_again(ray_cluster, tmp_path):
-    from raydc.store import ResultStore
+    from raydc.tables.store import ResultStore
     from raydc.study.tpe import tpe_search
 
     raw = tiny_study("optuna-failed", {}, asha={"grace_period": 1, "reduction_factor": 2}, max_failures=0,
@@ -148,7 +148,7 @@ def test_optuna_rerun_suggests_first_the_configurations_cut_off_with_the_driver(
     suggest their exact parameters first (the same trial ids, so their checkpoints resume)."""
     import optuna
 
-    from raydc.store import ResultStore
+    from raydc.tables.store import ResultStore
     from raydc.study.tpe import storage_url, tpe_search
 
     raw = tiny_study("optuna-cut", {})
@@ -319,7 +319,7 @@ def test_resl_grid_shares_one_clustering_stage_and_records_self_labeling(ray_clu
 
 
 def test_population_study_trains_stackable_trials_together_and_records_each(ray_cluster, tmp_path):
-    from raydc.train import fit
+    from raydc.engine.train import fit
 
     raw = tiny_study("population", {"train.algorithm": ["dec", "idec"], "brb.alpha": [0.6, 0.9]}, seeds=(0, 1),
                      resources={"population": 3})

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from raydc.config import ConfigError
-from raydc.records import EpochRecord
-from raydc.tracking import ERRORS_FILE, RunInfo, Trackers, TrackingSpec, tracking_problems
+from raydc.engine.records import EpochRecord
+from raydc.study.tracking import ERRORS_FILE, RunInfo, Trackers, TrackingSpec, tracking_problems
 
 CONFIG = {"seed": 0, "brb.alpha": 0.8, "net.hidden": [64, 32], "train.algorithm": "dec"}
 

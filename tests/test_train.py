@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from raydc.config import make_config
-from raydc.records import EPOCH_FIELDS, EpochRecord
-from raydc.pretrain import pretrained_state
-from raydc.train import fit
-from raydc.trial import Trial, embed
+from raydc.engine.records import EPOCH_FIELDS, EpochRecord
+from raydc.engine.pretrain import pretrained_state
+from raydc.engine.train import fit
+from raydc.engine.trial import Trial, embed
 
 # The digits fixture at its native 8 × 8 (fast; resizing as Table 5 is tested in test_data.py).
 SMALL = {"data": {"resize": None}, "net": {"hidden": [256, 128]}, "pretrain": {"epochs": 20}, "train": {"epochs": 5},
@@ -172,7 +172,7 @@ def test_each_mode_touches_what_it_should(mode, weights_change, centers_change, 
 def test_disentangled_centroids_are_label_means_of_unperturbed_embedding(digits, cache):
     trial = _ready_trial(_config(brb={"mode": "disentangled", "subsample": 5000}), digits, cache)
     trial.periodic_step()
-    from raydc.trial import embed
+    from raydc.engine.trial import embed
     z = embed(trial.net, digits.x)
     # with the subsample covering the data, every centroid is a mean of unperturbed embeddings
     centers = trial.model.centers.detach()

@@ -12,7 +12,7 @@ from raydc.clustering.objectives import (
     dec_cluster_loss,
     reconstruction_loss,
 )
-from raydc.contrastive.simclr import info_nce
+from raydc.clustering.simclr import info_nce
 
 # Prior count of every DCN centre, from the original DCN code (also ClustPy's): early updates move centres by ~1%.
 # With dcn_update "epoch" the count stays at its prior, as in the authors' code: each move is 1/(1 + 100) of the way.

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from raydc.precision import full_precision
+from raydc.compute.precision import full_precision
 
 # Iterations between host-side convergence checks (each check is one device synchronisation).
 CHECK_EVERY = 5

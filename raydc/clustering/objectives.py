@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from raydc.clustering.kmeans import nearest, sq_distances
-from raydc.precision import full_precision
+from raydc.compute.precision import full_precision
 
 
 def target_distribution(q: torch.Tensor) -> torch.Tensor:

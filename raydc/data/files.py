@@ -14,7 +14,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from raydc.atomic import atomic_path
+from raydc.files.atomic import atomic_path
 from raydc.data.errors import DatasetCorrupt, missing_files_error
 from raydc.data.locations import writable_dir
 

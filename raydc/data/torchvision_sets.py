@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from raydc.atomic import atomic_path, exclusive
+from raydc.files.atomic import atomic_path, exclusive
 from raydc.data.errors import DatasetCorrupt, missing_files_error
 from raydc.data.files import DOWNLOAD_TIMEOUT_S
 from raydc.data.locations import writable_dir

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from raydc.report.style import MODE_COLOURS, MissingDimension, figure, styled
 from raydc.report.tables import html_table, markdown_table
 from raydc.report.variants import algorithm_rank, mode_label, mode_rank, pretrained, pretraining_title, variant_name
-from raydc.results import configuration_columns, describe, varying_columns
+from raydc.tables.results import configuration_columns, describe, varying_columns
 
 AVERAGE = "AVERAGE"
 CAPTION = ("AVERAGE: mean over datasets of the dataset means; – where a variant has no finished trial on a "

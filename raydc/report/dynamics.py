@@ -7,11 +7,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from raydc.results import for_dataset
+from raydc.tables.results import for_dataset
 from raydc.report.style import MODE_COLOURS, MissingDimension, figure, styled
 from raydc.report.variants import algorithm_rank, mode_label, mode_rank, pretrained, pretraining_title
 
-# (column, axis label), every value in the tables' own unit (raydc.columns).
+# (column, axis label), every value in the tables' own unit (raydc.tables.columns).
 PANELS = (("acc", "ACC"), ("intra_cd", "intra-CD"), ("inter_cd", "inter-CD"), ("cl_change", "CL Change"))
 # Datasets and pretraining settings are never pooled into one line.
 VARIANT = ["data.name", "pretrained", "train.algorithm", "brb.mode"]

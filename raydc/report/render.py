@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from raydc.results import load_epochs, load_trials
+from raydc.tables.results import load_epochs, load_trials
 from raydc.report.ablations import ablation_html, ablation_markdown, ablation_summary, plot_relative_change
 from raydc.report.dynamics import plot_dynamics
 from raydc.report.selection import plot_selection_scatter, selection_html, selection_markdown
@@ -15,7 +15,7 @@ from raydc.report.sensitivity import GRIDS, plot_sensitivity
 from raydc.report.style import MissingDimension, save
 from raydc.report.sweeps import plot_sweeps, sweep_markdown
 from raydc.report.variants import pretrained
-from raydc.select import DEFAULT_SELECTION, run_selection
+from raydc.selection.select import DEFAULT_SELECTION, run_selection
 
 # Table 13, 14 and 15 of the BRB paper.
 TABLE_METRICS = ("acc", "nmi", "ari")

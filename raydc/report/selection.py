@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from raydc.results import for_dataset
+from raydc.tables.results import for_dataset
 from raydc.report.style import MissingDimension, figure, styled
 from raydc.report.tables import html_table, markdown_table
-from raydc.select import CRITERIA, label_oracle, never_selected, preference
+from raydc.selection.select import CRITERIA, label_oracle, never_selected, preference
 
 AXIS_LABELS = {"mdl": "MDL cost (bits)", "vi": "VI between seeds (nats)", "reconstruction": "reconstruction loss",
                "silhouette": "silhouette (predicted labels)", "ch": "Calinski–Harabasz (own embedding)",

@@ -12,10 +12,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from raydc.results import configuration_columns, for_dataset, format_value, varying_columns
+from raydc.tables.results import configuration_columns, for_dataset, format_value, varying_columns
 from raydc.report.style import MissingDimension, figure, styled
 
-# (column, axis label), every value in the tables' own unit (raydc.columns).
+# (column, axis label), every value in the tables' own unit (raydc.tables.columns).
 SELFLABEL_PANELS = (("acc", "ACC"), ("nmi_match", "NMI match, confident set"),
                     ("confident_fraction", "confident samples (fraction)"), ("cl_change", "CL Change"))
 STRATEGY_ORDER = ("none", "sp", "sp_star", "ht")

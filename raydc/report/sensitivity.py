@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from raydc.results import for_dataset, format_value
+from raydc.tables.results import for_dataset, format_value
 from raydc.report.style import HEATMAP_CMAP, MissingDimension, figure, styled
 from raydc.report.variants import algorithm_rank
 

@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from raydc.results import configuration_columns, for_dataset, format_value
+from raydc.tables.results import configuration_columns, for_dataset, format_value
 from raydc.report.style import MissingDimension, figure, styled
 from raydc.report.tables import markdown_table
 

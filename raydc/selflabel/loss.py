@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from raydc.metrics import ArrayLike, nmi
+from raydc.evaluation.metrics import ArrayLike, nmi
 
 
 def confidence_cross_entropy(logits_strong: Tensor, probs_weak: Tensor, threshold: float,

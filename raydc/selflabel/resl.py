@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from raydc.resets import perturb
+from raydc.nets.resets import perturb
 
 STRATEGIES = ("none", "sp", "sp_star", "ht")
 EMA_UPDATES = ("step", "epoch")

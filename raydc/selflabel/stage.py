@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from raydc.batches import epoch_batches
+from raydc.compute.batches import epoch_batches
 from raydc.data import Augmenter
-from raydc.pretrain import make_adam
+from raydc.compute.optim import make_adam
 from raydc.selflabel.loss import confidence_cross_entropy
 from raydc.selflabel.resl import ReSLStrategy
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from raydc.records import EpochRecord
+from raydc.engine.records import EpochRecord
 
 MARKER = "crash-once"
 

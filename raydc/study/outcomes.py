@@ -8,7 +8,7 @@ from typing import Any
 from ray.tune import Callback, Stopper
 
 from raydc.config import ConfigError
-from raydc.store import ResultStore
+from raydc.tables.store import ResultStore
 from raydc.study.record import done_ids, record_unfinished
 from raydc.study.tune_trial import TrialSetup
 

@@ -1,13 +1,13 @@
 """Where a study directory keeps each thing.
 
 <study>/study.yaml            the resolved spec that produced the tables
-<study>/trials.parquet, epochs.parquet, assignments/   the results (raydc.store)
+<study>/trials.parquet, epochs.parquet, assignments/   the results (raydc.tables.store)
 <study>/pretrain_cache/       pretrained networks shared by every trial (unless the spec names another cache)
 <study>/checkpoints/<trial>/  full trial state of a trial that is not recorded yet
 <study>/checkpoints/population-<hash>/  a population's state, until every member it holds is recorded
 <study>/journal/<trial>.jsonl epoch rows of a trial that is not recorded yet
 <study>/optuna.db             an optuna search's Optuna study (Optuna's own storage; a rerun continues it)
-<study>/mlflow.db, tensorboard/, wandb/   the trackers a study's `tracking:` section names (raydc.tracking)
+<study>/mlflow.db, tensorboard/, wandb/   the trackers a study's `tracking:` section names (raydc.study.tracking)
 <study>/ray/                  Ray Tune and Ray Train run state
 """
 from __future__ import annotations

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from raydc.config import ConfigError, TrialConfig, make_config, set_dotted
-from raydc.store import trial_id
-from raydc.effects import affects
+from raydc.tables.store import trial_id
+from raydc.config.effects import affects
 from raydc.study.space import Dimension
 
 

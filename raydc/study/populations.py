@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from raydc.config import TrialConfig, make_config
-from raydc.population import stacking_key
-from raydc.population.checkpoint import saved_members
+from raydc.engine.population import stacking_key
+from raydc.engine.population.checkpoint import saved_members
 from raydc.study.paths import StudyPaths
 
 PREFIX = "population-"  # of a population's checkpoint directory

@@ -7,7 +7,7 @@ import time
 
 from ray.tune import Callback
 
-from raydc.store import ResultStore
+from raydc.tables.store import ResultStore
 
 
 def _clock(seconds: float) -> str:

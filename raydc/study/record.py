@@ -11,8 +11,8 @@ import shutil
 from typing import Any
 
 from raydc.config import flatten, make_config
-from raydc.records import FINAL_METRICS, TrialRecord
-from raydc.store import ResultStore, trial_row
+from raydc.engine.records import FINAL_METRICS, TrialRecord
+from raydc.tables.store import ResultStore, trial_row
 from raydc.study.journal import EpochJournal
 from raydc.study.paths import StudyPaths
 
@@ -53,7 +53,7 @@ def record_trial(paths: StudyPaths, tid: str, record: TrialRecord, keep_model: b
 def record_unfinished(paths: StudyPaths, tid: str, values: dict[str, Any], status: str,
                       error: str | None = None) -> None:
     """Record a trial that ended without writing its own record: stopped early, or crashed on every retry."""
-    from raydc.train import versions
+    from raydc.engine.train import versions
 
     rows = EpochJournal(paths.journal_file(tid)).rows()
     cluster = sorted((r for r in rows if r["phase"] == "cluster"), key=lambda r: r["epoch"])

@@ -13,8 +13,8 @@ import ray
 from ray import tune
 
 from raydc.config import ConfigError
-from raydc.population import stacking_key
-from raydc.store import ResultStore, configuration_id
+from raydc.engine.population import stacking_key
+from raydc.tables.store import ResultStore, configuration_id
 from raydc.study.outcomes import UnfinishedTrials
 from raydc.study.paths import StudyPaths
 from raydc.study.populations import discard_recorded, encode, plan_populations, saved_populations
@@ -25,7 +25,7 @@ from raydc.study.space import Dimension
 from raydc.study.spec import Study, dump_spec
 from raydc.study.summary import best_configuration
 from raydc.study.tune_trial import TrialSetup, run_trial
-from raydc.tracking import ERRORS_FILE, tracking_offset, tracking_problems
+from raydc.study.tracking import ERRORS_FILE, tracking_offset, tracking_problems
 
 # A Tune trial that only launches Ray Train workers holds almost nothing itself (zero is not accepted).
 LAUNCHER_CPU = 0.01

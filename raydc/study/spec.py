@@ -41,12 +41,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from raydc.config import ConfigError, TrialConfig, flatten, holds_int, make_config
 from raydc.data import DatasetUnavailable, check_available, dataset_names
-from raydc.population import check_stackable
-from raydc.records import FINAL_METRICS, LABEL_FREE_METRICS, LOWER_IS_BETTER
-from raydc.effects import affects, unused_reason
+from raydc.engine.population import check_stackable
+from raydc.engine.records import FINAL_METRICS, LABEL_FREE_METRICS, LOWER_IS_BETTER
+from raydc.config.effects import affects, unused_reason
 from raydc.study.plan import PlannedTrial, build_config, expand, grid_points, probe_points, random_points
 from raydc.study.space import Dimension, parse_dimension
-from raydc.tracking import TrackingSpec
+from raydc.study.tracking import TrackingSpec
 
 # raydc select's names of the final metrics a study may also search by.
 METRIC_ALIASES = {"ch": "calinski_harabasz", "db": "davies_bouldin", "mdl": "mdl_bits"}

@@ -11,9 +11,9 @@ import pandas as pd
 import yaml
 
 from raydc.config import make_config
-from raydc.model import MODELS_DIR, human_bytes, models_size
-from raydc.results import configuration_labels, load_trials
-from raydc.store import ResultStore
+from raydc.engine.model import MODELS_DIR, human_bytes, models_size
+from raydc.tables.results import configuration_labels, load_trials
+from raydc.tables.store import ResultStore
 from raydc.study.journal import EpochJournal
 from raydc.study.paths import StudyPaths
 from raydc.study.plan import build_config

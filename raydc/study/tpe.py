@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from raydc.config import ConfigError
-from raydc.store import ResultStore
+from raydc.tables.store import ResultStore
 from raydc.study.paths import StudyPaths
 from raydc.study.record import DONE_STATUSES
 from raydc.study.spec import Study

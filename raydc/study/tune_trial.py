@@ -13,10 +13,10 @@ from typing import Any
 
 from ray import tune
 
-from raydc.atomic import exclusive
+from raydc.files.atomic import exclusive
 from raydc.config import TrialConfig, flatten, make_config
-from raydc.records import EpochRecord, TrialRecord
-from raydc.store import ResultStore, epoch_row, trial_id
+from raydc.engine.records import EpochRecord, TrialRecord
+from raydc.tables.store import ResultStore, epoch_row, trial_id
 from raydc.study.faults import crash_if_requested
 from raydc.study.journal import EpochJournal
 from raydc.study.paths import StudyPaths
@@ -24,7 +24,7 @@ from raydc.study import populations
 from raydc.study.plan import trial_values
 from raydc.study.record import DONE_STATUSES, record_trial
 from raydc.study.spec import ResourcesSpec
-from raydc.tracking import RunInfo, Trackers, TrackingSpec
+from raydc.study.tracking import RunInfo, Trackers, TrackingSpec
 
 Forward = Callable[[dict[str, Any]], None]
 
@@ -126,7 +126,7 @@ class EpochReporter:
 
 def execute(tid: str, values: dict[str, Any], setup: TrialSetup, forward: Forward, rank: int = 0) -> None:
     """Fit one trial (on one data-parallel rank); rank 0 journals and records it."""
-    from raydc.train import fit
+    from raydc.engine.train import fit
 
     config = make_config(values)
     journal = EpochJournal(setup.paths.journal_file(tid)) if rank == 0 else None
@@ -208,7 +208,7 @@ def execute_population(members: list[tuple[str, dict[str, Any]]], setup: TrialSe
                        checkpoints: Path, recorded_before: list[tuple[str, float]] = ()) -> None:
     """fit_population over the members. After each epoch the live members' value goes to Ray (their mean for a
     configuration's seeds, else the best), and last group_value over them and the (status, value) recorded_before."""
-    from raydc.population import fit_population
+    from raydc.engine.population import fit_population
 
     configs = [make_config(setup.runtime_values(values, setup.resources.device)) for _, values in members]
     reporters = [EpochReporter(tid, setup, config, EpochJournal(setup.paths.journal_file(tid)), _ignore)

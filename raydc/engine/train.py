@@ -9,20 +9,20 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from raydc import metrics
-from raydc.atomic import exclusive
-from raydc.checkpoint import atomic_save, load
-from raydc.clock import TrialClock
-from raydc.cluster_epochs import Member, is_checkpoint_epoch, run_cluster_epochs
+from raydc.evaluation import metrics
+from raydc.files.atomic import exclusive
+from raydc.files.checkpoint import atomic_save, load
+from raydc.engine.clock import TrialClock
+from raydc.engine.cluster_epochs import Member, is_checkpoint_epoch, run_cluster_epochs
 from raydc.clustering.kmeans import kmeans
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
 from raydc.data import Dataset, load_dataset, resized
 from raydc.errors import TrialDiverged
-from raydc.model import model_state
-from raydc.pretrain import cluster_cache_path, is_contrastive, pretrained_state
-from raydc.records import FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
+from raydc.engine.model import model_state
+from raydc.engine.pretrain import cluster_cache_path, is_contrastive, pretrained_state
+from raydc.engine.records import FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 from raydc.selflabel import SelfLabeling
-from raydc.trial import INIT_KMEANS_RESTARTS, Trial, embed
+from raydc.engine.trial import INIT_KMEANS_RESTARTS, Trial, embed
 
 Report = Callable[[EpochRecord], None]
 
@@ -177,7 +177,7 @@ def pretrain(trial: Trial, cache: Path | None, report: Report, elapsed: Callable
 
 
 class OneTrial:
-    """The cluster loop's engine for a lone trial: its own model, optimizer and steps (raydc.trial)."""
+    """The cluster loop's engine for a lone trial: its own model, optimizer and steps (raydc.engine.trial)."""
 
     def __init__(self, trial: Trial):
         self.trial = trial

@@ -29,7 +29,7 @@ class EpochRecord:
     silhouette: float = NAN         # on predicted labels, fixed subsample
     calinski_harabasz: float = NAN  # on predicted labels, fixed subsample (higher = tighter, better separated)
     davies_bouldin: float = NAN     # on predicted labels, fixed subsample (lower = better separated)
-    mdl_bits: float = NAN           # MDL cost of the clustered embedding, every sample (raydc.mdl; lower = better)
+    mdl_bits: float = NAN           # MDL cost of the clustered embedding, every sample (raydc.evaluation.mdl; lower = better)
     vi: float = NAN                 # population: mean variation of information (nats) with the other seeds of
                                     # this configuration trained beside it (lower = more reproducible)
     ratio_share: float = NAN        # share of samples with d1/d2 > threshold (Fig 7)
@@ -86,5 +86,5 @@ class TrialRecord:
     node: str | None = None                # the Ray node that ran (and recorded) the trial; None outside Ray
     labels: np.ndarray | None = None       # final cluster assignment of every sample
     embedding: np.ndarray | None = None    # final embedding, for label-free model selection
-    model: dict[str, Any] | None = None    # the trained network and centres (raydc.model); None after self-labeling
+    model: dict[str, Any] | None = None    # the trained network and centres (raydc.engine.model); None after self-labeling
     versions: dict[str, str] = field(default_factory=dict)

@@ -2,7 +2,7 @@
 dataset by each criterion, and measure what that pick loses against a label oracle.
 
 Criteria (config-level value = mean over the configuration's seeds, lower preferred unless noted):
-    mdl             MDL cost of the final clustered embedding, bits (raydc.mdl)
+    mdl             MDL cost of the final clustered embedding, bits (raydc.evaluation.mdl)
     vi              mean pairwise variation of information (nats) between the seeds' final labels
     reconstruction  final reconstruction loss of the autoencoder
     silhouette      silhouette of the final embedding on predicted labels (higher preferred; the
@@ -11,9 +11,9 @@ Criteria (config-level value = mean over the configuration's seeds, lower prefer
                     trial's own embedding it favours embeddings squeezed around their own partition
     db              Davies–Bouldin in the trial's own embedding; same bias as ch
     agreement       mean NMI with every other trial's partition of the dataset (higher preferred;
-                    raydc.consensus): misleads when most trials share one failure
+                    raydc.selection.consensus): misleads when most trials share one failure
     cross_ch        mean rank of the partition's Calinski–Harabasz in every other trial's embedding (ACE's
-                    idea; raydc.consensus): misleads when most embeddings are poor
+                    idea; raydc.selection.consensus): misleads when most embeddings are poor
     a+b[+c]         rank average: mean over the named criteria of each configuration's rank among the
                     configurations every named criterion scores
 
@@ -40,11 +40,11 @@ import pandas as pd
 import pyarrow as pa
 from scipy.stats import spearmanr
 
-from raydc.consensus import agreement, cross_rank, own_indices, sample_index
-from raydc.mdl import mdl_cost
-from raydc.metrics import variation_of_information
-from raydc.results import configuration_labels, load_trials
-from raydc.store import ASSIGNMENTS_DIR, ResultStore, scores_schema, selection_schema, write_table
+from raydc.selection.consensus import agreement, cross_rank, own_indices, sample_index
+from raydc.evaluation.mdl import mdl_cost
+from raydc.evaluation.metrics import variation_of_information
+from raydc.tables.results import configuration_labels, load_trials
+from raydc.tables.store import ASSIGNMENTS_DIR, ResultStore, scores_schema, selection_schema, write_table
 
 SCORES_FILE = "scores.parquet"
 SELECTION_FILE = "selection.parquet"
@@ -218,7 +218,7 @@ def select(configs: pd.DataFrame, criteria: tuple[str, ...] = DEFAULT_SELECTION)
 
 def write_tables(study_dir: Path | str, scores: pd.DataFrame, selection: pd.DataFrame) -> None:
     """scores.parquet and selection.parquet beside the study's tables, each written atomically with its
-    fixed schema (raydc.store), so an all-null column keeps its type."""
+    fixed schema (raydc.tables.store), so an all-null column keeps its type."""
     root = Path(study_dir)
     write_table(pa.Table.from_pandas(scores, schema=scores_schema(), preserve_index=False), root / SCORES_FILE)
     write_table(pa.Table.from_pandas(selection, schema=selection_schema(), preserve_index=False),

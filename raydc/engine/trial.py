@@ -9,21 +9,21 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from raydc.batches import epoch_batches, trained_count
-from raydc.captured import CapturedStep
+from raydc.compute.batches import epoch_batches, trained_count
+from raydc.compute.captured import CapturedStep
 from raydc.clustering import CentroidModel
 from raydc.clustering.kmeans import kmeans, nearest, recluster
 from raydc.config import RECLUSTERING_MODES, TrialConfig
 from raydc.clustering.lfss import LFSS
 from raydc.data import Dataset, make_augmenter, make_strong_augmenter
-from raydc.fused import fuse, require_compiler
-from raydc.loss_totals import LossTotals
+from raydc.compute.fused import fuse, require_compiler
+from raydc.compute.loss_totals import LossTotals
 from raydc.nets import build_network
-from raydc.precision import network_precision
-from raydc.pretrain import make_adam
-from raydc.records import EpochRecord
-from raydc.resets import apply_plan, reset_momentum, reset_plan
-from raydc.scoring import class_indices, epoch_scores
+from raydc.compute.precision import network_precision
+from raydc.compute.optim import make_adam
+from raydc.engine.records import EpochRecord
+from raydc.nets.resets import apply_plan, reset_momentum, reset_plan
+from raydc.evaluation.scoring import class_indices, epoch_scores
 from raydc.selflabel import Classifier, SelfLabeling, make_strategy, nmi_match
 
 CLUSTER_SEED_OFFSET = 2_000_003  # clustering draws from a stream independent of pretraining

@@ -9,14 +9,14 @@
                        cluster_cached (clustering stage shared with a trial that differs only in self-labeling),
                        resolved_device (where it ran; `device` is the requested one), node (the Ray node id that
                        ran it; null outside Ray or for a trial recorded by the driver), version.* columns.
-<dir>/epochs.parquet/  one row per (trial_id, phase, epoch): the EpochRecord fields (raydc.records).
+<dir>/epochs.parquet/  one row per (trial_id, phase, epoch): the EpochRecord fields (raydc.engine.records).
 <dir>/assignments/<trial_id>.npz   final labels (int32) and embedding of every sample (float16, standardised
                        per dimension, with the float32 mean and std that restore it).
-<dir>/models/<trial_id>.pt   the trained network, centres and input preprocessing of a finished trial (raydc.model).
+<dir>/models/<trial_id>.pt   the trained network, centres and input preprocessing of a finished trial (raydc.engine.model).
 <dir>/scores.parquet   written by `raydc select`: one row per finished trial, its label metrics and label-free scores.
 <dir>/selection.parquet   written by `raydc select`: one row per (dataset, criterion), the pick, oracle and regret.
 
-trials.parquet and epochs.parquet are directories of immutable parts (raydc.parts): recording a trial writes one
+trials.parquet and epochs.parquet are directories of immutable parts (raydc.tables.parts): recording a trial writes one
 part per table at a cost independent of the study's size, and a reader never sees a partial file. Appending a row
 whose key already exists supersedes the old row, so resumed or re-run trials never duplicate or drop rows in what
 `ResultStore.trials()` / `.epochs()` return (a plain read of the directory, e.g. pandas or DuckDB, also sees the
@@ -37,13 +37,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from raydc.atomic import atomic_path
-from raydc.columns import description
-from raydc.model import model_path, save_model
-from raydc.parts import PartTable
+from raydc.files.atomic import atomic_path
+from raydc.tables.columns import description
+from raydc.engine.model import model_path, save_model
+from raydc.tables.parts import PartTable
 from raydc.config import FORMER_DEFAULTS, TrialConfig, flatten
-from raydc.identity import configuration_id, trial_id  # noqa: F401 (rows are keyed by them; importers name them here too)
-from raydc.records import EPOCH_FIELDS, FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
+from raydc.config.identity import configuration_id, trial_id  # noqa: F401 (rows are keyed by them; importers name them here too)
+from raydc.engine.records import EPOCH_FIELDS, FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
@@ -96,12 +96,12 @@ def epochs_schema() -> pa.Schema:
 
 
 def _described(table: str, fields: list[pa.Field]) -> pa.Schema:
-    """The fields, each with its one-line description (raydc.columns) in its Parquet metadata."""
+    """The fields, each with its one-line description (raydc.tables.columns) in its Parquet metadata."""
     return pa.schema([f.with_metadata({"description": description(table, f.name)}) for f in fields])
 
 
 def scores_schema() -> pa.Schema:
-    """scores.parquet (raydc.select.trial_scores), in column order."""
+    """scores.parquet (raydc.selection.select.trial_scores), in column order."""
     ids = [pa.field(c, pa.string()) for c in ("trial_id", "config_id", "config", "data.name")]
     values = ("acc", "nmi", "ari", "mdl_bits", "vi", "loss_reconstruction", "silhouette", "calinski_harabasz",
               "davies_bouldin", "agreement", "cross_ch", "effective_clusters")
@@ -109,7 +109,7 @@ def scores_schema() -> pa.Schema:
 
 
 def selection_schema() -> pa.Schema:
-    """selection.parquet (raydc.select.select), in column order; the selected_* fields are null when nothing
+    """selection.parquet (raydc.selection.select.select), in column order; the selected_* fields are null when nothing
     was scored."""
     fields = [("data.name", pa.string()), ("criterion", pa.string()), ("default", pa.bool_()),
               ("configs_scored", pa.int64()),
@@ -213,7 +213,7 @@ class ResultStore:
                                 embedding_mean=mean, embedding_std=std)
 
     def save_model(self, tid: str, record: TrialRecord) -> None:
-        """The trial's trained network and centres as <dir>/models/<tid>.pt (raydc.model)."""
+        """The trial's trained network and centres as <dir>/models/<tid>.pt (raydc.engine.model)."""
         if record.model is not None:
             save_model(record.model, model_path(self.root, tid))
 

@@ -18,8 +18,8 @@ from raydc.clustering import CentroidModel
 from raydc.clustering.algorithms import DCN_SWEEP_RATE
 from raydc.clustering.kmeans import nearest
 from raydc.clustering.objectives import dcn_move_centers, dcn_update_centers
-from raydc.precision import network_precision
-from raydc.trial import EMBED_CHUNK
+from raydc.compute.precision import network_precision
+from raydc.engine.trial import EMBED_CHUNK
 
 BETAS = (0.9, 0.999)
 EPS = 1e-8

@@ -22,24 +22,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from raydc.batches import shuffled_epoch, trained_count
-from raydc.captured import CapturedStep
-from raydc.cluster_epochs import Member, run_cluster_epochs
-from raydc.clock import TrialClock
+from raydc.compute.batches import shuffled_epoch, trained_count
+from raydc.compute.captured import CapturedStep
+from raydc.engine.cluster_epochs import Member, run_cluster_epochs
+from raydc.engine.clock import TrialClock
 from raydc.config import ConfigError, TrialConfig, flatten, make_config
 from raydc.data import Dataset, load_dataset, resized
 from raydc.errors import TrialDiverged
-from raydc.fused import fuse
-from raydc.loss_totals import LossTotals
-from raydc.precision import network_precision
-from raydc.population.checkpoint import checkpoint_path, load_population, restore_adam, restore_result, save_population
-from raydc.population.stack import StackedAdam, StackedModels, clip_per_member
-from raydc.model import model_state
-from raydc.records import FINAL_METRICS, EpochRecord, TrialRecord
-from raydc.scoring import epoch_scores
-from raydc.store import configuration_id, trial_id
-from raydc.train import kmeans_scores, pretrain_and_init, resolve_device, versions
-from raydc.trial import Trial
+from raydc.compute.fused import fuse
+from raydc.compute.loss_totals import LossTotals
+from raydc.compute.precision import network_precision
+from raydc.engine.population.checkpoint import checkpoint_path, load_population, restore_adam, restore_result, save_population
+from raydc.engine.population.stack import StackedAdam, StackedModels, clip_per_member
+from raydc.engine.model import model_state
+from raydc.engine.records import FINAL_METRICS, EpochRecord, TrialRecord
+from raydc.evaluation.scoring import epoch_scores
+from raydc.config.identity import configuration_id, trial_id
+from raydc.engine.train import kmeans_scores, pretrain_and_init, resolve_device, versions
+from raydc.engine.trial import Trial
 
 MemberReport = Callable[[int, EpochRecord], None]
 MemberFailure = Callable[[int, TrialRecord], None]
@@ -190,7 +190,7 @@ def _prepare(index: int, config: TrialConfig, data: Dataset, device: torch.devic
 
 
 class StackedEngine:
-    """The cluster loop's engine for a population: every member's model as one stack (raydc.population.stack), one
+    """The cluster loop's engine for a population: every member's model as one stack (raydc.engine.population.stack), one
     stacked Adam, and one captured step serving them all; diverged members leave the stack."""
 
     def __init__(self, members: list[Member], data: Dataset, saved: dict[str, Any] | None):

@@ -11,9 +11,9 @@ from typing import Protocol
 
 import torch
 
-from raydc.clock import TrialClock
-from raydc.records import EpochRecord, TrialRecord
-from raydc.trial import Trial
+from raydc.engine.clock import TrialClock
+from raydc.engine.records import EpochRecord, TrialRecord
+from raydc.engine.trial import Trial
 
 
 @dataclass

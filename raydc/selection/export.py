@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from raydc.model import InvalidInput, model_path
+from raydc.engine.model import InvalidInput, model_path
 
 CARD_FILE = "model_card.json"
 
@@ -18,8 +18,8 @@ CARD_FILE = "model_card.json"
 def export_selected(study_dir: Path | str, criterion: str, out: Path | str) -> list[dict[str, Any]]:
     """Copy the models of every seed of the configuration `criterion` selects (per dataset) into `out/models/`,
     with `out/model_card.json` (`out/<dataset>/` for a study of several datasets); returns the cards. FileNotFoundError when a selected trial kept no model."""
-    from raydc.select import run_selection
-    from raydc.train import versions
+    from raydc.selection.select import run_selection
+    from raydc.engine.train import versions
 
     scores, configs, selection = run_selection(study_dir, (criterion,))
     chosen = selection.dropna(subset=["selected_config_id"])
@@ -52,7 +52,7 @@ def export_selected(study_dir: Path | str, criterion: str, out: Path | str) -> l
 
 
 def _config_of(study_dir: Path | str, tid: str) -> dict[str, Any]:
-    from raydc.checkpoint import load
+    from raydc.files.checkpoint import load
 
     return load(model_path(study_dir, tid))["config"]
 

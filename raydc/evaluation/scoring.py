@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from raydc import metrics
-from raydc.mdl import stacked_mdl_costs
+from raydc.evaluation import metrics
+from raydc.evaluation.mdl import stacked_mdl_costs
 
 # Distance entries formed at a time (members × rows × subsample) by the geometry metrics: 256 MiB in float32.
 DISTANCE_BLOCK = 1 << 26

@@ -1,5 +1,5 @@
 """What every column of trials.parquet and epochs.parquet holds, with its unit: the `description` each Parquet field
-carries in its metadata (raydc.store), so pandas, DuckDB or pyarrow readers see it beside the data.
+carries in its metadata (raydc.tables.store), so pandas, DuckDB or pyarrow readers see it beside the data.
 
 Units, the same in every table, printed line and figure raydc makes: ACC, NMI, ARI, cl_change and every share are
 fractions in [0, 1]; MDL costs are bits; VI is nats; times are seconds; losses are the optimised objective's units.
@@ -19,7 +19,7 @@ SCORES = {
                          "(higher = tighter, better separated), label-free",
     "davies_bouldin": "Davies–Bouldin index of the predicted clusters, evaluation subsample, unitless (lower = better "
                       "separated), label-free",
-    "mdl_bits": "MDL cost of the clustered embedding on every sample (raydc.mdl), bits (lower = better), label-free",
+    "mdl_bits": "MDL cost of the clustered embedding on every sample (raydc.evaluation.mdl), bits (lower = better), label-free",
     "vi": "mean variation of information between this trial's clusters and those of the other seeds of its "
           "configuration trained beside it, nats (lower = more reproducible; null alone), label-free",
     "ratio_share": "share of samples whose nearest/second-nearest centroid distance ratio exceeds "
@@ -35,7 +35,7 @@ KMEANS = {f"kmeans_{m}": f"{SCORES[m].split(',')[0]} of a fresh k-means on the f
                          f"{SCORES[m].rsplit(', ', 1)[1] if m != 'ari' else '[-1, 1]'}" for m in ("acc", "nmi", "ari")}
 
 EPOCH = {
-    "trial_id": "the trial's id: a hash of its config with the seed (raydc.store.trial_id)",
+    "trial_id": "the trial's id: a hash of its config with the seed (raydc.tables.store.trial_id)",
     "phase": "pretrain, cluster, selflabel_warmup or selflabel",
     "epoch": "epoch within the phase, counted from 0",
     **SCORES,
@@ -149,5 +149,5 @@ def description(table: str, column: str) -> str:
     """The one-line description of a column of trials.parquet ("trials") or epochs.parquet ("epochs")."""
     found = (EPOCH if table == "epochs" else {**CONFIG, **TRIAL}).get(column)
     if found is None:
-        raise KeyError(f"{table}.parquet column {column!r} has no description in raydc.columns")
+        raise KeyError(f"{table}.parquet column {column!r} has no description in raydc.tables.columns")
     return found

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from raydc.atomic import exclusive
-from raydc.records import EpochRecord
+from raydc.files.atomic import exclusive
+from raydc.engine.records import EpochRecord
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from raydc.atomic import atomic_path
+from raydc.files.atomic import atomic_path
 
 
 def atomic_save(obj: Any, path: Path) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from sklearn.metrics import normalized_mutual_info_score
 
-from raydc.metrics import stacked_calinski_harabasz, stacked_davies_bouldin
+from raydc.evaluation.metrics import stacked_calinski_harabasz, stacked_davies_bouldin
 
 SAMPLE_SIZE = 3000  # samples every cross score reads: NMI and CH are stable well below this on 10 clusters
 SAMPLE_SEED = 0

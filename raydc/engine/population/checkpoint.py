@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from raydc.checkpoint import atomic_save, load
-from raydc.population.stack import StackedAdam
-from raydc.records import TrialRecord
+from raydc.files.checkpoint import atomic_save, load
+from raydc.engine.population.stack import StackedAdam
+from raydc.engine.records import TrialRecord
 
 CHECKPOINT_FILE = "population.pt"
 # a failed member's times were stamped when it failed; a running member's are stamped again at its end

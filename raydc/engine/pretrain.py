@@ -8,16 +8,17 @@ from typing import Callable
 
 import torch
 
-from raydc.batches import epoch_batches
-from raydc.captured import CapturedStep
-from raydc.atomic import exclusive
-from raydc.checkpoint import atomic_save, load
+from raydc.compute.batches import epoch_batches
+from raydc.compute.captured import CapturedStep
+from raydc.files.atomic import exclusive
+from raydc.files.checkpoint import atomic_save, load
 from raydc.clustering.objectives import reconstruction_loss
-from raydc.contrastive.simclr import info_nce
+from raydc.clustering.simclr import info_nce
 from raydc.config import TrialConfig
 from raydc.data import Augmenter, Dataset
 from raydc.errors import TrialDiverged
-from raydc.identity import cluster_stage_key, pretrain_key
+from raydc.compute.optim import make_adam
+from raydc.config.identity import cluster_stage_key, pretrain_key
 
 PRETRAIN_SEED_OFFSET = 1_000_003  # pretraining draws from its own stream so cached and fresh runs match
 
@@ -27,14 +28,6 @@ def cluster_cache_path(config: TrialConfig, cache: Path | None) -> Path | None:
     if cache is None or config.selflabel.epochs == 0:
         return None
     return Path(cache) / f"cluster-{cluster_stage_key(config)}.pt"
-
-
-def make_adam(params, lr: float, weight_decay: float = 0.0, capturable: bool = False) -> torch.optim.Adam:
-    """Adam (β 0.9/0.999); the fused kernel updates every tensor in one pass (CPU and CUDA).
-
-    capturable (CUDA only) keeps the step count on the device, so the step can be recorded in a CUDA graph.
-    """
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True, capturable=capturable)
 
 
 def is_contrastive(net: torch.nn.Module) -> bool:

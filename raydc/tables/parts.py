@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from raydc.atomic import atomic_path, exclusive, try_exclusive
+from raydc.files.atomic import atomic_path, exclusive, try_exclusive
 
 MERGE_RUN = 16  # parts of one size class merged at once: 16 bounds the parts per class and rows' rewrites
 _PART = re.compile(r"part-(\d{12})-(\d{12})-(\d+)\.parquet")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raydc.checkpoint import atomic_save, load
+from raydc.files.checkpoint import atomic_save, load
 from raydc.errors import InvalidInput
 
 MODEL_FORMAT = 1
@@ -173,7 +173,7 @@ class ClusteringModel:
         return nearest(self._embed(X), self._centers).cpu().numpy().astype(np.int64)
 
     def _embed(self, X: Any) -> torch.Tensor:
-        from raydc.trial import embed
+        from raydc.engine.trial import embed
 
         # a self-labeling head trains (and its trial is scored) on a float32 embedding
         precision = "float32" if self._classifier is not None else self._trial_config.train.precision
