@@ -1,6 +1,5 @@
 """The command's edges: a reader that goes away, a file where a directory belongs, a directory that holds another
 study, a missing dataset."""
-import os
 import subprocess
 import sys
 import urllib.error

@@ -11,7 +11,7 @@ import yaml
 
 from raydc.cli import main
 from raydc.config import ConfigError
-from raydc.study.slurm import SCRIPT_NAME, SlurmJob
+from raydc.study.slurm import SlurmJob
 
 STARTER = Path(__file__).parent / "slurm" / "start_local_slurm.sh"
 TINY = {"name": "slurm-tiny", "dataset": "digits", "search": {"kind": "grid", "space": {"train.lr": [1e-3, 1e-2]}},

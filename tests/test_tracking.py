@@ -1,7 +1,6 @@
 """Trackers: what a real TensorBoard event reader, a real MLflow client and W&B's offline run files hold after a trial
 logged its epochs, and a tracker that fails leaving the trial untouched."""
 import struct
-import zlib
 from pathlib import Path
 
 import pytest

@@ -1,7 +1,6 @@
 """Readable summaries of a study: what a run would do (dry run) and what a study directory holds (status)."""
 from __future__ import annotations
 
-import math
 import statistics
 from collections import Counter
 from pathlib import Path
