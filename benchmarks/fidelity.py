@@ -5,6 +5,7 @@ beside the paper's values; "k-means ACC" is a fresh k-means on the final embeddi
 the mean number of clusters the algorithm's final assignment leaves without a sample.
 Example:
     python benchmarks/fidelity.py --epochs 400 --seeds 0 1 2 --jobs 6
+    python benchmarks/fidelity.py --epochs 400 --seeds 0 1 2 3 4 --population --jobs 2   # a population per variant
 """
 from __future__ import annotations
 
@@ -23,28 +24,39 @@ PAPER = {
 }
 
 
-def run_one(job: tuple[str, str, int, argparse.Namespace]) -> tuple[str, str, int, dict, float]:
-    algorithm, mode, seed, args = job
+def trial_config(algorithm: str, mode: str, seed: int, args: argparse.Namespace) -> dict:
+    return {"seed": seed, "device": args.device,
+            "data": {"name": args.dataset, "affine": args.affine, "resize": args.resize},
+            "net": {"batch_norm": args.batch_norm},
+            "pretrain": {"epochs": args.pretrain_epochs},
+            "train": {"algorithm": algorithm, "epochs": args.epochs, "precision": args.precision,
+                      "dcn_update": args.dcn_update, "compile": args.compile},
+            "brb": {"mode": mode, "alpha": 0.8, "interval": 20}, "eval": {"every": args.epochs}}
+
+
+def outcome(record, n_clusters: int) -> dict:
+    """The final scores of a finished trial, and how many clusters its final assignment leaves empty."""
+    if record.status != "finished":
+        return {}
+    return {**record.final, "empty": n_clusters - len(set(record.labels.tolist()))}
+
+
+def run_group(job: tuple[str, str, list[int], argparse.Namespace]) -> list[tuple[str, str, int, dict, float]]:
+    """One variant's seeds: one trial each (fit), or all of them as one stacked model (fit_population)."""
+    algorithm, mode, seeds, args = job
     import torch
 
     torch.set_num_threads(max(1, args.threads))
     from raydc.data import load_dataset
+    from raydc.engine.population import fit_population
     from raydc.engine.train import fit
 
-    config = {"seed": seed, "device": args.device,
-              "data": {"name": args.dataset, "affine": args.affine, "resize": args.resize},
-              "net": {"batch_norm": args.batch_norm},
-              "pretrain": {"epochs": args.pretrain_epochs},
-              "train": {"algorithm": algorithm, "epochs": args.epochs, "precision": args.precision,
-                        "dcn_update": args.dcn_update, "compile": args.compile},
-              "brb": {"mode": mode, "alpha": 0.8, "interval": 20}, "eval": {"every": args.epochs}}
-    started = time.perf_counter()
     data = load_dataset(args.dataset)
-    record = fit(config, dataset=data)
-    if record.status != "finished":
-        return algorithm, mode, seed, {}, time.perf_counter() - started
-    empty = data.n_clusters - len(set(record.labels.tolist()))  # clusters the final assignment leaves empty
-    return algorithm, mode, seed, {**record.final, "empty": empty}, time.perf_counter() - started
+    configs = [trial_config(algorithm, mode, seed, args) for seed in seeds]
+    started = time.perf_counter()
+    records = fit_population(configs, dataset=data) if args.population else [fit(configs[0], dataset=data)]
+    secs = (time.perf_counter() - started) / len(records)  # a population's wall time, shared by its members
+    return [(algorithm, mode, seed, outcome(r, data.n_clusters), secs) for seed, r in zip(seeds, records)]
 
 
 def main() -> None:
@@ -65,23 +77,28 @@ def main() -> None:
                         help="data.resize (none = native size)")
     parser.add_argument("--batch-norm", action="store_true", help="net.batch_norm: the authors' released configs")
     parser.add_argument("--modes", nargs="+", default=["baseline", "brb"], help="brb.mode values to run")
+    parser.add_argument("--population", action="store_true",
+                        help="train each variant's seeds as one population (one job per variant)")
     args = parser.parse_args()
-    jobs = [(a, m, s, args) for a, m, s in itertools.product(args.algorithms, args.modes, args.seeds)]
+    variants = list(itertools.product(args.algorithms, args.modes))
+    jobs = ([(a, m, args.seeds, args) for a, m in variants] if args.population
+            else [(a, m, [s], args) for (a, m), s in itertools.product(variants, args.seeds)])
     started = time.perf_counter()
     results = []
     with mp.get_context("spawn").Pool(args.jobs) as pool:
-        for algorithm, mode, seed, final, secs in pool.imap_unordered(run_one, jobs):
-            results.append((algorithm, mode, seed, final, secs))  # printed as they finish: a cut run keeps them
-            print(f"{algorithm}+{mode} seed {seed}: acc {final.get('acc', float('nan')):.4f} "
-                  f"k-means acc {final.get('kmeans_acc', float('nan')):.4f} empty clusters {final.get('empty')} "
-                  f"({secs:.0f}s)", flush=True)
+        for group in pool.imap_unordered(run_group, jobs):
+            for algorithm, mode, seed, final, secs in group:
+                results.append((algorithm, mode, seed, final, secs))  # printed as they finish: a cut run keeps them
+                print(f"{algorithm}+{mode} seed {seed}: acc {final.get('acc', float('nan')):.4f} "
+                      f"k-means acc {final.get('kmeans_acc', float('nan')):.4f} empty clusters {final.get('empty')} "
+                      f"({secs:.0f}s)", flush=True)
     wall = time.perf_counter() - started
     import torch
 
     device = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     print(f"\n{args.dataset}, pretrain {args.pretrain_epochs} epochs, {args.epochs} clustering epochs, "
           f"α 0.8, T 20, lr 1e-3, DCN update {args.dcn_update}, compiled {args.compile}, affine {args.affine}, "
-          f"resize {args.resize}, batch norm {args.batch_norm}, "
+          f"resize {args.resize}, batch norm {args.batch_norm}, population {args.population}, "
           f"seeds {args.seeds}, device {device}, wall {wall:.0f}s")
     print(f"{'variant':<12} {'ACC':>14} {'paper':>7} {'NMI':>14} {'paper':>7} {'ARI':>14} {'k-means ACC':>14} "
           f"{'empty':>6} {'failed':>6} {'s/trial':>8}")

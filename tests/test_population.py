@@ -62,14 +62,17 @@ def _assert_same_trajectory(alone, together, result_alone, result_together, algo
     assert result_together.embedding.shape == result_alone.embedding.shape
 
 
-@pytest.mark.parametrize("algorithm,dcn_update,mode,precision", [
-    ("dec", "epoch", "brb", "float32"), ("idec", "epoch", "brb", "float32"), ("dcn", "epoch", "brb", "float32"),
-    ("dcn", "step", "brb", "float32"), ("dec", "epoch", "reset", "float32"),  # reset keeps centroid moments
-    ("dec", "epoch", "brb", "bf16"),  # autocast: the stacked layers keep bf16 activations, as F.linear does
+@pytest.mark.parametrize("algorithm,dcn_update,mode,precision,batch_norm", [
+    ("dec", "epoch", "brb", "float32", False), ("idec", "epoch", "brb", "float32", False),
+    ("dcn", "epoch", "brb", "float32", False), ("dcn", "step", "brb", "float32", False),
+    ("dec", "epoch", "reset", "float32", False),  # reset keeps centroid moments
+    ("dec", "epoch", "brb", "bf16", False),  # autocast: the stacked layers keep bf16 activations, as F.linear does
+    # BatchNorm: batch statistics in the steps (DCN's re-embedding after a step too), running ones when embedding
+    ("idec", "epoch", "brb", "float32", True), ("dcn", "step", "brb", "float32", True),
 ])
-def test_one_member_population_reproduces_fit(algorithm, dcn_update, mode, precision, digits, cache):
+def test_one_member_population_reproduces_fit(algorithm, dcn_update, mode, precision, batch_norm, digits, cache):
     config = _config(train={"algorithm": algorithm, "augment": False, "dcn_update": dcn_update,
-                            "precision": precision}, brb={"mode": mode})
+                            "precision": precision}, brb={"mode": mode}, net={"batch_norm": batch_norm})
     result_alone, alone = _alone(config, digits, cache)
     [result_together], [together] = _together([config], digits, cache)
     _assert_same_trajectory(alone, together, result_alone, result_together, algorithm,
@@ -78,10 +81,12 @@ def test_one_member_population_reproduces_fit(algorithm, dcn_update, mode, preci
     assert result_together.config == result_alone.config
 
 
-def test_each_member_matches_its_own_run(digits, cache):
-    configs = [_config(seed=0, brb={"alpha": 0.8, "interval": 2}, train={"lr": 1e-3}),
-               _config(seed=1, brb={"alpha": 0.6, "interval": 3}, train={"lr": 5e-4}),
-               _config(seed=0, brb={"alpha": 0.9, "interval": 4}, train={"lr": 2e-3})]
+@pytest.mark.parametrize("batch_norm", [False, True])  # each member's BatchNorm statistics are its own
+def test_each_member_matches_its_own_run(batch_norm, digits, cache):
+    net = {"batch_norm": batch_norm}
+    configs = [_config(seed=0, brb={"alpha": 0.8, "interval": 2}, train={"lr": 1e-3}, net=net),
+               _config(seed=1, brb={"alpha": 0.6, "interval": 3}, train={"lr": 5e-4}, net=net),
+               _config(seed=0, brb={"alpha": 0.9, "interval": 4}, train={"lr": 2e-3}, net=net)]
     results, together = _together(configs, digits, cache)
     for config, result, records in zip(configs, results, together):
         result_alone, alone = _alone(config, digits, cache)

@@ -73,8 +73,6 @@ def stacking_key(config: TrialConfig) -> str | None:
 def _unstackable(config: TrialConfig) -> ConfigError | None:
     if config.net.arch != "mlp":
         return ConfigError("net.arch", f"population mode stacks MLP autoencoders, got {config.net.arch!r}")
-    if config.net.batch_norm:  # running statistics per member have no stacked (vmap) form here
-        return ConfigError("net.batch_norm", "population mode stacks MLPs without BatchNorm; set it false")
     if config.train.algorithm not in ("dec", "idec", "dcn"):
         return ConfigError("train.algorithm", f"population mode runs dec, idec or dcn, got {config.train.algorithm!r}")
     if config.selflabel.epochs > 0:

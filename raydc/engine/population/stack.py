@@ -3,7 +3,8 @@
 Every parameter is one (M, ...) tensor holding all members, so a forward, a backward and an Adam step are the same
 few kernels however many members there are. Each member's own modules are rebound to views of its row, so the
 plain path's code (soft resets, reclustering, centroid replacement, embedding) acts on the stack in place.
-The forward pass is the member model's own forward, run for every member at once by torch.func.vmap.
+The forward pass is the member model's own forward, run for every member at once by torch.func.vmap; BatchNorm's
+running statistics are stacked buffers too, so each member's are updated in place by its own batches.
 """
 from __future__ import annotations
 
@@ -92,11 +93,15 @@ class StackedModels:
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor, precision: str = "float32") -> torch.Tensor:
-        """(M, n, d) float32 embedding of the whole dataset by every member, run at `precision` (network_precision),
-        in chunks that bound memory."""
+        """(M, n, d) float32 embedding of the whole dataset by every member in evaluation mode (BatchNorm's running
+        statistics, as Trial's embed), run at `precision` (network_precision), in chunks that bound memory."""
         chunk = max(1, EMBED_CHUNK // self.size)
-        with network_precision(precision, x.device.type):
-            return torch.cat([self.encode(part, shared=True).float() for part in x.split(chunk)], 1)
+        self.template.eval()
+        try:
+            with network_precision(precision, x.device.type):
+                return torch.cat([self.encode(part, shared=True).float() for part in x.split(chunk)], 1)
+        finally:
+            self.template.train()
 
     def centers(self) -> torch.Tensor:
         return self.tensors()["centers"].detach()
@@ -130,7 +135,7 @@ class _BiasAfterProduct(nn.Linear):
 
 def _vmap_template(model: CentroidModel) -> CentroidModel:
     """A copy of a member's model (functional_call swaps in the stacked tensors) with vmap-friendly linear layers."""
-    template = copy.deepcopy(model)
+    template = copy.deepcopy(model).train()  # steps run in training mode, as Trial.train_epoch's
     for module in template.modules():
         if type(module) is nn.Linear and module.bias is not None:
             module.__class__ = _BiasAfterProduct
