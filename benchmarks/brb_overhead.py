@@ -28,29 +28,31 @@ from raydc.config import make_config
 from raydc.nets.resets import apply_plan, reset_momentum
 from raydc.engine.cluster_epochs import sync_device
 from raydc.engine.train import resolve_device
-from raydc.engine.trial import Trial, embed
+from raydc.engine.state import embed
+from raydc.engine.trial import Trial
 
 
 def step_parts(trial: Trial, subsample: int) -> dict[str, Callable[[dict], None]]:
     """The BRB step of Trial.periodic_step (mode brb) as separately timed parts that pass results in `state`."""
-    brb, data, device = trial.config.brb, trial.data, trial.device
+    held = trial.state
+    brb, data, device, generator = trial.config.brb, held.data, held.device, held.generator
 
     def embed_all(state: dict) -> None:
-        pick = torch.randperm(data.n, generator=trial.generator, device=trial.generator.device)[:subsample]
-        state["z_all"] = embed(trial.net, data.x)  # every sample, as the step does: the subsample is read from it
+        pick = torch.randperm(data.n, generator=generator, device=generator.device)[:subsample]
+        state["z_all"] = embed(held.net, data.x)  # every sample, as the step does: the subsample is read from it
         state["z"] = state["z_all"][pick.to(device)]
 
     def cluster(state: dict) -> None:
-        state["centers"], _ = recluster(state["z"], data.n_clusters, brb.recluster, trial.generator)
+        state["centers"], _ = recluster(state["z"], data.n_clusters, brb.recluster, generator)
 
     def momentum(state: dict) -> None:
-        if trial.model.learnable_centers:
-            reset_momentum(trial.optimizer, [trial.model.centers])
+        if held.model.learnable_centers:
+            reset_momentum(trial.optimizer, [held.model.centers])
 
-    return {"reset": lambda state: apply_plan(trial.reset_plan, trial.generator, "soft_reset", brb.reset_init),
+    return {"reset": lambda state: apply_plan(held.reset_plan, generator, "soft_reset", brb.reset_init),
             "embed": embed_all, "k-means": cluster,
-            "reassign": lambda state: trial.model.set_centers(state["centers"], nearest(state["z_all"],
-                                                                                         state["centers"])),
+            "reassign": lambda state: held.model.set_centers(state["centers"], nearest(state["z_all"],
+                                                                                       state["centers"])),
             "momentum": momentum}
 
 

@@ -50,7 +50,7 @@ def benchmark_device(args: argparse.Namespace) -> torch.device:
 
 def time_epoch(trial: Trial, epoch: int) -> tuple[float, float, float]:
     """Seconds of (a clustering epoch with its evaluation, a BRB step, the evaluation alone)."""
-    device = trial.device
+    device = trial.state.device
     sync_device(device)
     t0 = time.perf_counter()
     trial.train_epoch()

@@ -103,7 +103,7 @@ def ready_case(algorithm: str, population: int, data, device: torch.device, trai
     batch = (data.x[index], data.x[index].flip(-1), index)
     if not population:
         return trials, None, batch
-    return trials, StackedModels([t.model for t in trials]), tuple(t.expand(population, *t.shape).contiguous()
+    return trials, StackedModels([t.state.model for t in trials]), tuple(t.expand(population, *t.shape).contiguous()
                                                                      for t in batch)
 
 

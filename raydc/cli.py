@@ -63,7 +63,8 @@ def print_epoch(record) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from raydc.data import load_dataset
-    from raydc.tables.store import ResultStore, epoch_row, trial_id, trial_row
+    from raydc.config.identity import trial_id
+    from raydc.tables.store import ResultStore, epoch_row, trial_row
     from raydc.engine.cluster_epochs import is_checkpoint_epoch
     from raydc.engine.train import fit
 

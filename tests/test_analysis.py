@@ -22,7 +22,8 @@ from raydc.report import (GRIDS, MissingDimension, ablation_markdown, ablation_s
                           grid_means, sweep_markdown, sweep_summary)
 from raydc.report.ablations import AVERAGE, CAPTION
 from raydc.report.sensitivity import baseline_means, grid_failures, plot_sensitivity
-from raydc.tables.store import ResultStore, trial_id
+from raydc.config.identity import trial_id
+from raydc.tables.store import ResultStore
 
 ANALYSIS = Path(__file__).resolve().parents[1] / "analysis"
 NOTEBOOKS = ("sensitivity_heatmaps", "ablations", "dynamics", "model_selection")

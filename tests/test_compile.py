@@ -9,7 +9,7 @@ from raydc.clustering.objectives import dec_cluster_loss
 from raydc.config import ConfigError, make_config
 from raydc.compute.fused import RECOMPILE_LIMIT, fuse, require_compiler
 from raydc.engine.population import fit_population
-from raydc.tables.store import trial_id
+from raydc.config.identity import trial_id
 from raydc.engine.train import fit
 from raydc.engine.trial import Trial
 
@@ -104,7 +104,7 @@ def test_a_trial_uses_the_compiled_model_only_when_asked(digits):
     for compiled in (False, True):
         trial = Trial(_config(compiled), digits, torch.device("cpu"))
         trial.init_clustering()
-        assert (trial.step_model is not trial.model) == compiled
+        assert (trial.step_model is not trial.state.model) == compiled
         assert isinstance(trial.step_model, torch._dynamo.eval_frame.OptimizedModule) == compiled
 
 

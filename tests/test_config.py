@@ -108,7 +108,7 @@ def test_the_affine_style_reaches_every_augmenter():
 
     config = make_config({"data": {"affine": "smooth"}, "selflabel": {"epochs": 1}})
     trial = Trial(config, load_dataset("digits"), torch.device("cpu"))
-    assert trial.augmenter.style == "smooth" and trial.self_labeling().strong_augmenter.base.style == "smooth"
+    assert trial.state.augmenter.style == "smooth" and trial.state.self_labeling().strong_augmenter.base.style == "smooth"
     assert make_config({}).data.affine == "torchvision"  # RandomAffine, as the authors' pipeline
 
 
@@ -129,7 +129,7 @@ NEW_DEFAULTS = [{"data": {"affine": "torchvision"}}, {"data": {"resize": 28}}, {
 def test_settings_added_later_keep_recorded_ids_and_key_what_they_change():
     from raydc.config.identity import pretrain_key
     from raydc.engine.pretrain import cluster_cache_path
-    from raydc.tables.store import trial_id
+    from raydc.config.identity import trial_id
 
     def former(*parts):
         return make_config(_merged(FORMER, *parts))

@@ -89,11 +89,11 @@ def test_bad_contrastive_settings_name_their_field(values, field):
 
 def test_simclr_pretraining_loss_decreases_on_a_fixed_batch(colour_digits):
     trial = Trial(_config(), colour_digits, torch.device("cpu"))
-    loss_of = pretext_loss(trial.net, trial.config)
+    loss_of = pretext_loss(trial.state.net, trial.config)
     g = torch.Generator().manual_seed(1)
     x = colour_digits.x[:64]
-    a, b = trial.augmenter(x, g), trial.augmenter(x, g)
-    optimizer = torch.optim.Adam(trial.net.parameters(), lr=1e-3)
+    a, b = trial.state.augmenter(x, g), trial.state.augmenter(x, g)
+    optimizer = torch.optim.Adam(trial.state.net.parameters(), lr=1e-3)
     losses = []
     for _ in range(6):
         loss = loss_of(a, b)
@@ -106,9 +106,10 @@ def test_simclr_pretraining_loss_decreases_on_a_fixed_batch(colour_digits):
 
 def test_brb_resets_selected_blocks_head_and_projector_only(colour_digits, tmp_path):
     trial = Trial(_config(), colour_digits, torch.device("cpu"))
-    pretrained_state(trial.net, colour_digits, trial.config, trial.augmenter, tmp_path, lambda e, loss: None)
+    state = trial.state
+    pretrained_state(state.net, colour_digits, trial.config, state.augmenter, tmp_path, lambda e, loss: None)
     trial.init_clustering()
-    net = trial.net
+    net = trial.state.net
     watched = {name: getattr(net.backbone, f"layer{i}")[0].conv1.weight for i, name in
                enumerate(["block1", "block2", "block3", "block4"], 1)}
     watched.update(head=net.head[0].weight, embedding=net.embedding_layer.weight, projector=net.projector[0].weight)
@@ -187,10 +188,10 @@ def test_contrastive_clustering_loss_decreases_on_a_fixed_batch(colour_digits):
     g = torch.Generator().manual_seed(2)
     index = torch.arange(64)
     x = colour_digits.x[index]
-    a, b = trial.augmenter(x, g), trial.augmenter(x, g)
+    a, b = trial.state.augmenter(x, g), trial.state.augmenter(x, g)
     losses = []
     for _ in range(12):
-        terms = trial.model(a, b, index)
+        terms = trial.state.model(a, b, index)
         trial.optimizer.zero_grad()
         terms["loss"].backward()
         trial.optimizer.step()

@@ -11,9 +11,9 @@ from raydc.config import make_config
 from raydc.data.dataset import standardize
 from raydc.engine.population import fit_population
 from raydc.compute.precision import network_precision
-from raydc.tables.store import trial_id
+from raydc.config.identity import trial_id
 from raydc.engine.train import fit
-from raydc.engine.trial import Trial
+from raydc.engine.trial import Trial, uses_cuda_graphs
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -43,7 +43,7 @@ def test_graphs_are_off_on_the_cpu(digits):
     trial = Trial(_config("cpu", True), digits, torch.device("cpu"))
     trial.init_clustering()
     trial.train_epoch()
-    assert not trial.uses_cuda_graphs() and not trial.train_step.graphs
+    assert not uses_cuda_graphs(trial.config, trial.state.device) and not trial.train_step.graphs
 
 
 def test_disabled_step_runs_eagerly_every_call():
@@ -147,7 +147,7 @@ def test_the_step_is_captured_for_full_and_last_batches(digits):
     trial.init_clustering()
     for _ in range(3):  # the last, shorter batch comes once per epoch: captured after two warm-up epochs
         trial.train_epoch()
-    assert trial.uses_cuda_graphs() and len(trial.train_step.graphs) == 2
+    assert uses_cuda_graphs(trial.config, trial.state.device) and len(trial.train_step.graphs) == 2
 
 
 @cuda

@@ -10,7 +10,8 @@ import raydc
 from raydc.evaluation.metrics import stacked_calinski_harabasz, stacked_davies_bouldin
 from raydc.engine.records import FINAL_METRICS, LABEL_FREE_METRICS
 from raydc.selection.select import run_selection
-from raydc.tables.store import ResultStore, epoch_row, trial_id, trial_row
+from raydc.config.identity import trial_id
+from raydc.tables.store import ResultStore, epoch_row, trial_row
 from raydc.study.spec import parse_study
 
 LABEL_COLUMNS = {"acc", "nmi", "ari", "intra_cd", "inter_cd", "nmi_match", "kmeans_acc", "kmeans_nmi", "kmeans_ari"}

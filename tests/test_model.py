@@ -11,7 +11,8 @@ import raydc
 from raydc.cli import main
 from raydc.engine.model import InvalidInput, model_path
 from raydc.engine.population import fit_population
-from raydc.tables.store import ResultStore, trial_id
+from raydc.config.identity import trial_id
+from raydc.tables.store import ResultStore
 
 SMALL = {"net": {"hidden": [64, 32]}, "pretrain": {"epochs": 10}, "train": {"epochs": 3}}  # clusters, not collapse
 

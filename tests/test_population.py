@@ -217,12 +217,13 @@ def test_stacked_embedding_runs_each_member_at_the_populations_precision(digits,
     import torch
 
     from raydc.engine.population.stack import StackedModels
-    from raydc.engine.trial import Trial, embed
+    from raydc.engine.state import embed
+    from raydc.engine.trial import Trial
 
     trials = [Trial(_config(seed, train={"precision": "bf16"}), digits, torch.device("cpu")) for seed in (0, 1)]
     for trial in trials:
         trial.init_clustering()
-    stack = StackedModels([t.model for t in trials])
+    stack = StackedModels([t.state.model for t in trials])
     with product_dtypes() as reduced:
         z16 = stack.embed(digits.x, "bf16")
     with product_dtypes() as full:
@@ -230,5 +231,5 @@ def test_stacked_embedding_runs_each_member_at_the_populations_precision(digits,
     assert reduced.dtypes == {torch.bfloat16} and full.dtypes == {torch.float32}
     assert z16.dtype == torch.float32 and z16.shape == z32.shape == (2, digits.n, digits.n_clusters)
     for row, trial in enumerate(trials):
-        assert torch.allclose(z32[row], embed(trial.net, digits.x), atol=1e-5)
+        assert torch.allclose(z32[row], embed(trial.state.net, digits.x), atol=1e-5)
         assert torch.allclose(z16[row], trial.measured_embedding(), rtol=2e-2, atol=1e-2)  # bf16: 8 mantissa bits

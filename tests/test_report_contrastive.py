@@ -14,7 +14,8 @@ from raydc.engine.records import EpochRecord, TrialRecord
 from raydc.report import (MissingDimension, best_configurations, plot_selflabeling, render_report, sweep_markdown,
                           sweep_summary, swept_columns)
 from raydc.tables.results import load_epochs, load_trials
-from raydc.tables.store import ResultStore, epoch_row, trial_id, trial_row
+from raydc.config.identity import trial_id
+from raydc.tables.store import ResultStore, epoch_row, trial_row
 
 DATASET = "cifar10"
 CLUSTER_EPOCHS, SELFLABEL_EPOCHS, SELFLABEL_WARMUP, INTERVAL = 12, 15, 2, 5

@@ -39,7 +39,7 @@ def test_a_trial_resets_with_the_configured_phi():
         config = make_config({"brb": {"mode": "reset", "alpha": 0.0, "reset_init": init}, "data": {"resize": None}})
         trial = Trial(config, load_dataset("digits"), torch.device("cpu"))
         trial.periodic_step()  # α = 0: the encoder's weights become φ
-        return trial.net.encoder[0].weight.abs().max().item()
+        return trial.state.net.encoder[0].weight.abs().max().item()
 
     fan_in = 64
     assert math.sqrt(6 / fan_in) * 0.95 < reset_spread("kaiming") <= math.sqrt(6 / fan_in)

@@ -8,7 +8,8 @@ import pandas as pd
 
 from raydc.config import flatten, make_config
 from raydc.tables.results import configuration_labels, load_trials, varying_columns
-from raydc.tables.store import ResultStore, trial_id
+from raydc.config.identity import trial_id
+from raydc.tables.store import ResultStore
 
 
 def _trials(*overrides: dict) -> pd.DataFrame:

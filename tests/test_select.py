@@ -15,7 +15,8 @@ from raydc.evaluation.mdl import description_length, mdl_cost
 from raydc.report.selection import plot_selection_scatter
 from raydc.selection.select import (DEFAULT_CRITERION, DEFAULT_SELECTION, SCORES_FILE, SELECTION_FILE, configuration_scores,
                           effective_clusters, preference, run_selection, select, trial_scores, vi_stability)
-from raydc.tables.store import ResultStore, scores_schema, selection_schema, trial_id
+from raydc.config.identity import trial_id
+from raydc.tables.store import ResultStore, scores_schema, selection_schema
 
 
 def _mixture(n=1200, k=4, d=5, seed=0):

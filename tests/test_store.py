@@ -6,7 +6,8 @@ import pytest
 
 from raydc.config import flatten, make_config
 from raydc.engine.records import EpochRecord, TrialRecord
-from raydc.tables.store import ResultStore, epoch_row, epochs_schema, trial_id, trial_row, trials_schema
+from raydc.config.identity import trial_id
+from raydc.tables.store import ResultStore, epoch_row, epochs_schema, trial_row, trials_schema
 
 
 def _record(acc):

@@ -6,7 +6,7 @@ import yaml
 
 from raydc.cli import EXIT_INVALID, main
 from raydc.config import make_config
-from raydc.tables.store import trial_id
+from raydc.config.identity import trial_id
 from raydc.study.spec import parse_study
 
 STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))

@@ -8,7 +8,8 @@ from raydc.config import make_config
 from raydc.engine.records import EPOCH_FIELDS, EpochRecord
 from raydc.engine.pretrain import pretrained_state
 from raydc.engine.train import fit
-from raydc.engine.trial import Trial, embed
+from raydc.engine.state import embed
+from raydc.engine.trial import Trial
 
 # The digits fixture at its native 8 × 8 (fast; resizing as Table 5 is tested in test_data.py).
 SMALL = {"data": {"resize": None}, "net": {"hidden": [256, 128]}, "pretrain": {"epochs": 20}, "train": {"epochs": 5},
@@ -24,7 +25,7 @@ def _config(**groups):
 
 def _ready_trial(config, data, cache):
     trial = Trial(config, data, torch.device("cpu"))
-    pretrained_state(trial.net, data, config, trial.augmenter, cache, lambda epoch, loss: None)
+    pretrained_state(trial.state.net, data, config, trial.state.augmenter, cache, lambda epoch, loss: None)
     trial.init_clustering()
     trial.train_epoch()
     return trial
@@ -56,29 +57,29 @@ def test_fit_records(algorithm, mode, digits, cache):
 @pytest.mark.parametrize("algorithm", ["dec", "dcn"])
 def test_brb_step_refits_centroids_and_zeroes_momentum(algorithm, digits, cache):
     trial = _ready_trial(_config(train={"algorithm": algorithm}, brb={"mode": "brb"}), digits, cache)
-    encoder_before = trial.net.encoder[0].weight.clone()
-    embedding_before = trial.net.embedding_layer.weight.clone()
-    centers_before = trial.model.centers.detach().clone()
+    encoder_before = trial.state.net.encoder[0].weight.clone()
+    embedding_before = trial.state.net.embedding_layer.weight.clone()
+    centers_before = trial.state.model.centers.detach().clone()
     trial.periodic_step()
-    assert not torch.allclose(trial.net.encoder[0].weight, encoder_before)  # encoder perturbed
-    assert torch.equal(trial.net.embedding_layer.weight, embedding_before)   # embedding layer left alone
-    assert not torch.allclose(trial.model.centers, centers_before)
+    assert not torch.allclose(trial.state.net.encoder[0].weight, encoder_before)  # encoder perturbed
+    assert torch.equal(trial.state.net.embedding_layer.weight, embedding_before)   # embedding layer left alone
+    assert not torch.allclose(trial.state.model.centers, centers_before)
     if algorithm == "dec":
-        state = trial.optimizer.state[trial.model.centers]
+        state = trial.optimizer.state[trial.state.model.centers]
         assert state["exp_avg"].abs().sum() == 0 and state["exp_avg_sq"].abs().sum() == 0
     else:
-        assert torch.all(trial.model.counts == 100)  # DCN's running counts restart with the new centres
-        assert torch.equal(trial.model.assignments, trial.model.predict(embed(trial.net, digits.x)))
+        assert torch.all(trial.state.model.counts == 100)  # DCN's running counts restart with the new centres
+        assert torch.equal(trial.state.model.assignments, trial.state.model.predict(embed(trial.state.net, digits.x)))
 
 
 def test_brb_step_embeds_every_sample_once(digits, cache, monkeypatch):
     """The reassignment needs the whole dataset's embedding; the reclustering subsample is read from it."""
     trial = _ready_trial(_config(brb={"mode": "brb", "subsample": 1000}), digits, cache)
-    encode, rows = trial.net.encode, []
-    monkeypatch.setattr(trial.net, "encode", lambda x: rows.append(len(x)) or encode(x))
+    encode, rows = trial.state.net.encode, []
+    monkeypatch.setattr(trial.state.net, "encode", lambda x: rows.append(len(x)) or encode(x))
     trial.periodic_step()
     assert sum(rows) == digits.n
-    assert torch.equal(trial.model.assignments, trial.model.predict(embed(trial.net, digits.x)))
+    assert torch.equal(trial.state.model.assignments, trial.state.model.predict(embed(trial.state.net, digits.x)))
 
 
 @pytest.mark.parametrize("precision", ["float32", "bf16"])
@@ -88,15 +89,15 @@ def test_evaluation_embeds_at_the_trials_precision_and_what_feeds_training_in_fl
     initial k-means, the BRB step and DCN's centre pass (whose embedding evaluation then reuses) embed in float32."""
     config = _config(train={"algorithm": "dcn", "precision": precision}, brb={"mode": "brb"})
     trial = Trial(config, digits, torch.device("cpu"))
-    pretrained_state(trial.net, digits, config, trial.augmenter, cache, lambda epoch, loss: None)
-    encode, products = trial.net.encode, []
+    pretrained_state(trial.state.net, digits, config, trial.state.augmenter, cache, lambda epoch, loss: None)
+    encode, products = trial.state.net.encode, []
 
     def recording_encode(x):
         with product_dtypes() as seen:
             z = encode(x)
         products.append(seen.dtypes)
         return z
-    monkeypatch.setattr(trial.net, "encode", recording_encode)
+    monkeypatch.setattr(trial.state.net, "encode", recording_encode)
     trial.init_clustering()
     trial.periodic_step()
     trial._sweep_centers()
@@ -112,14 +113,14 @@ def test_evaluation_embeds_at_the_trials_precision_and_what_feeds_training_in_fl
 
 def test_dcn_epoch_update_keeps_centres_through_steps_then_moves_them_per_batch(digits, cache):
     trial = _ready_trial(_config(train={"algorithm": "dcn"}), digits, cache)
-    model, k = trial.model, digits.n_clusters
+    model, k = trial.state.model, digits.n_clusters
     before = model.centers.clone()
     index = torch.arange(256)
     trial._step(digits.x[index], None, index)
     assert torch.equal(model.centers, before)  # network steps leave the centres alone
-    state = trial.generator.get_state()
+    state = trial.state.generator.get_state()
     trial._sweep_centers()
-    z = embed(trial.net, digits.x)
+    z = embed(trial.state.net, digits.x)
     order = torch.randperm(digits.n, generator=torch.Generator().set_state(state))
     expected = before.clone()
     for batch in z[order].split(trial.config.train.batch_size):  # the authors' rule, one centre at a time
@@ -133,11 +134,11 @@ def test_dcn_epoch_update_keeps_centres_through_steps_then_moves_them_per_batch(
 @pytest.mark.parametrize("update", ["epoch", "step"])
 def test_dcn_loss_assigns_by_nearest_centre_or_by_stored_assignments(update, digits, cache):
     trial = _ready_trial(_config(train={"algorithm": "dcn", "dcn_update": update}), digits, cache)
-    model, index = trial.model, torch.arange(512)
+    model, index = trial.state.model, torch.arange(512)
     x = digits.x[index]
     with torch.no_grad():
         loss = model(x, None, index)["loss_cluster"]
-        nearest_labels = model.predict(embed(trial.net, x))
+        nearest_labels = model.predict(embed(trial.state.net, x))
         model.assignments[index] = (nearest_labels + 1) % digits.n_clusters  # stored S_t now disagrees
         moved = model(x, None, index)["loss_cluster"]
     assert torch.equal(moved, loss) == (update == "epoch")
@@ -146,14 +147,14 @@ def test_dcn_loss_assigns_by_nearest_centre_or_by_stored_assignments(update, dig
 def test_momentum_kept_when_disabled(digits, cache):
     trial = _ready_trial(_config(brb={"mode": "brb", "reset_momentum": False}), digits, cache)
     trial.periodic_step()
-    assert trial.optimizer.state[trial.model.centers]["exp_avg"].abs().sum() > 0
+    assert trial.optimizer.state[trial.state.model.centers]["exp_avg"].abs().sum() > 0
 
 
 def _effects(mode, digits, cache):
     trial = _ready_trial(_config(brb={"mode": mode}), digits, cache)
-    w, c = trial.net.encoder[0].weight.clone(), trial.model.centers.detach().clone()
+    w, c = trial.state.net.encoder[0].weight.clone(), trial.state.model.centers.detach().clone()
     trial.periodic_step()
-    return (not torch.equal(trial.net.encoder[0].weight, w)), (not torch.equal(trial.model.centers, c))
+    return (not torch.equal(trial.state.net.encoder[0].weight, w)), (not torch.equal(trial.state.model.centers, c))
 
 
 @pytest.mark.parametrize("mode,weights_change,centers_change", [
@@ -172,10 +173,10 @@ def test_each_mode_touches_what_it_should(mode, weights_change, centers_change, 
 def test_disentangled_centroids_are_label_means_of_unperturbed_embedding(digits, cache):
     trial = _ready_trial(_config(brb={"mode": "disentangled", "subsample": 5000}), digits, cache)
     trial.periodic_step()
-    from raydc.engine.trial import embed
-    z = embed(trial.net, digits.x)
+    from raydc.engine.state import embed
+    z = embed(trial.state.net, digits.x)
     # with the subsample covering the data, every centroid is a mean of unperturbed embeddings
-    centers = trial.model.centers.detach()
+    centers = trial.state.model.centers.detach()
     hull_lo, hull_hi = z.min(0).values, z.max(0).values
     assert torch.all(centers >= hull_lo - 1e-5) and torch.all(centers <= hull_hi + 1e-5)
 
@@ -235,7 +236,7 @@ def test_diverging_trial_fails_with_reason(digits):
 @pytest.mark.parametrize("drop_last", [True, False])
 def test_clustering_epochs_drop_the_last_short_batch(drop_last, digits, cache, monkeypatch):
     trial = Trial(_config(train={"drop_last": drop_last}), digits, torch.device("cpu"))
-    pretrained_state(trial.net, digits, trial.config, trial.augmenter, cache, lambda epoch, loss: None)
+    pretrained_state(trial.state.net, digits, trial.config, trial.state.augmenter, cache, lambda epoch, loss: None)
     trial.init_clustering()
     sizes, step = [], trial.train_step
     monkeypatch.setattr(trial, "train_step", lambda x, *rest: (sizes.append(len(x)), step(x, *rest))[1])

@@ -13,14 +13,14 @@ import torch
 
 from raydc.engine.clock import TrialClock
 from raydc.engine.records import EpochRecord, TrialRecord
-from raydc.engine.trial import Trial
+from raydc.engine.state import TrialState
 
 
 @dataclass
 class Member:
-    """One trial the loop trains: its Trial (state and steps), its record, where its epochs and reset time go, and
-    what happens when it diverges (a lone trial raises; a population's member leaves the stack)."""
-    trial: Trial
+    """One trial the loop trains: its state (the engine holds its steps), its record, where its epochs and reset
+    time go, and what happens when it diverges (a lone trial raises; a population's member leaves the stack)."""
+    state: TrialState
     result: TrialRecord
     report: Callable[[EpochRecord], None]
     add_reset_time: Callable[[float], None]
@@ -54,15 +54,15 @@ def run_cluster_epochs(members: list[Member], engine: Engine, clock: TrialClock,
                        checkpoint: Callable[[int, bool], None]) -> None:
     """Clustering epochs first_epoch.. of every member in lock step. A member whose loss or centroids go non-finite
     is marked failed (member.fail()) and the others go on; checkpoint(epoch, last) runs at the checkpoint cadence."""
-    config = members[0].trial.config
+    config = members[0].state.config
     for epoch in range(first_epoch, config.train.epochs):
         t_epoch = time.perf_counter()
         records = [EpochRecord(phase="cluster", epoch=epoch) for _ in members]
         for row, (member, record) in enumerate(zip(members, records)):
-            if member.trial.is_periodic_epoch(epoch):
+            if member.state.is_periodic_epoch(epoch):
                 t_reset = time.perf_counter()
                 engine.periodic_step(row)
-                sync_device(member.trial.device)
+                sync_device(member.state.device)
                 record.reset_applied, record.reset_time_s = True, time.perf_counter() - t_reset
                 member.add_reset_time(record.reset_time_s)
         losses = engine.train_epoch()
@@ -80,7 +80,7 @@ def run_cluster_epochs(members: list[Member], engine: Engine, clock: TrialClock,
         for member, record, terms, extra in zip(members, records, losses, engine.end_epoch()):
             for name, value in {**terms, **extra}.items():
                 setattr(record, name, value)
-            member.trial.finish_epoch(epoch)
+            member.state.finish_epoch(epoch)
             member.result.epochs_done = epoch + 1
         last = epoch == config.train.epochs - 1
         if last or epoch % config.eval.every == 0:

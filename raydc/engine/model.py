@@ -173,7 +173,7 @@ class ClusteringModel:
         return nearest(self._embed(X), self._centers).cpu().numpy().astype(np.int64)
 
     def _embed(self, X: Any) -> torch.Tensor:
-        from raydc.engine.trial import embed
+        from raydc.engine.state import embed
 
         # a self-labeling head trains (and its trial is scored) on a float32 embedding
         precision = "float32" if self._classifier is not None else self._trial_config.train.precision

@@ -22,7 +22,8 @@ from raydc.engine.model import model_state
 from raydc.engine.pretrain import cluster_cache_path, is_contrastive, pretrained_state
 from raydc.engine.records import FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 from raydc.selflabel import SelfLabeling
-from raydc.engine.trial import INIT_KMEANS_RESTARTS, Trial, embed
+from raydc.engine.state import INIT_KMEANS_RESTARTS, TrialState, embed
+from raydc.engine.trial import Trial
 
 Report = Callable[[EpochRecord], None]
 
@@ -66,6 +67,7 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
     device = resolve_device(config.device)
     data = resized(dataset or load_dataset(config.data.name, data_dir=config.data.dir), config.resize_side).to(device)
     trial = Trial(config, data, device)
+    state = trial.state
     ckpt_path = Path(checkpoint_dir) / "trial.pt" if checkpoint_dir is not None else None
     cache = Path(pretrain_cache) if pretrain_cache is not None else (Path(checkpoint_dir) if checkpoint_dir else None)
     result = TrialRecord(config=flatten(config), status="running", device=str(device), versions=versions())
@@ -93,37 +95,39 @@ def fit(config: TrialConfig | dict[str, Any], report: Report | None = None, *,
                 else:
                     records = _Recorder(report)
                     with clock.stage("pretrain_time_s"):
-                        result.pretrain_cached = pretrain_and_init(trial, cache, records, clock.elapsed)
+                        result.pretrain_cached = pretrain(state, cache, records, clock.elapsed)
+                        trial.init_clustering()
                     with clock.stage("cluster_time_s"):
                         cluster_stage(trial, records, save, clock, result)
                     atomic_save({"trial": trial.state_dict(), "records": records.rows}, shared)
             final = None
         else:
             with clock.stage("pretrain_time_s"):
-                result.pretrain_cached = pretrain_and_init(trial, cache, report, clock.elapsed)
+                result.pretrain_cached = pretrain(state, cache, report, clock.elapsed)
+                trial.init_clustering()
             with clock.stage("cluster_time_s"):
                 final = cluster_stage(trial, report, save, clock, result)
-        eval_net = trial.model.eval_net
+        eval_net = state.model.eval_net
         if config.selflabel.epochs > 0:
             with clock.stage("selflabel_time_s"):
-                stage = trial.self_labeling()
-                final = self_labeling_stage(trial, stage, (saved or {}).get("selflabel"), report, save, clock.elapsed)
+                stage = state.self_labeling()
+                final = self_labeling_stage(state, stage, (saved or {}).get("selflabel"), report, save, clock.elapsed)
             eval_net = stage.strategy.eval_model(stage.classifier).net
         if final is None:  # resumed from a finished checkpoint: nothing ran, evaluate once more
-            final = EpochRecord(phase="final", epoch=trial.epoch)
+            final = EpochRecord(phase="final", epoch=state.epoch)
             if config.selflabel.epochs > 0:
-                trial.score_self_labeling(final, stage)
+                state.score_self_labeling(final, stage)
             else:
                 trial.evaluate(final)
         result.final = {m: getattr(final, m) for m in FINAL_METRICS}
-        result.epochs_done = trial.epoch + 1
+        result.epochs_done = state.epoch + 1
         # the clustering stage's measured embedding; a self-labeling head trains (and is scored) in float32
         z = embed(eval_net, data.x) if config.selflabel.epochs > 0 else trial.measured_embedding()
-        result.final.update(kmeans_scores(z, data, trial.generator))
-        result.labels = trial.prev_labels.cpu().numpy().astype(np.int32)
+        result.final.update(kmeans_scores(z, data, state.generator))
+        result.labels = state.prev_labels.cpu().numpy().astype(np.int32)
         result.embedding = z.cpu().numpy().astype(np.float32)
         classifier = stage.strategy.eval_model(stage.classifier) if config.selflabel.epochs > 0 else None
-        result.model = model_state(config, result.config, eval_net, trial.model.centers, data.mean, data.std,
+        result.model = model_state(config, result.config, eval_net, state.model.centers, data.mean, data.std,
                                    classifier)
         result.status = "finished"
     except TrialDiverged as exc:
@@ -152,16 +156,9 @@ def replay_cluster_stage(trial: Trial, stored: dict[str, Any], report: Report) -
         report(EpochRecord(**row))
 
 
-def pretrain_and_init(trial: Trial, cache: Path | None, report: Report, elapsed: Callable[[], float]) -> bool:
-    """Pretraining (or the cache) and the initial clustering; True if pretraining came from the cache."""
-    cached = pretrain(trial, cache, report, elapsed)
-    trial.init_clustering()
-    return cached
-
-
-def pretrain(trial: Trial, cache: Path | None, report: Report, elapsed: Callable[[], float]) -> bool:
+def pretrain(state: TrialState, cache: Path | None, report: Report, elapsed: Callable[[], float]) -> bool:
     """Pretrain the trial's network (or load it from the cache), reporting every epoch's loss; True if cached."""
-    loss_field = "loss_contrastive" if is_contrastive(trial.net) else "loss_reconstruction"
+    loss_field = "loss_contrastive" if is_contrastive(state.net) else "loss_reconstruction"
 
     epoch_end = [elapsed()]
 
@@ -171,9 +168,9 @@ def pretrain(trial: Trial, cache: Path | None, report: Report, elapsed: Callable
                            elapsed_s=now))
         epoch_end[0] = now
 
-    if trial.config.pretrain.epochs == 0:
+    if state.config.pretrain.epochs == 0:
         return False
-    return pretrained_state(trial.net, trial.data, trial.config, trial.augmenter, cache, on_epoch)[1]
+    return pretrained_state(state.net, state.data, state.config, state.augmenter, cache, on_epoch)[1]
 
 
 class OneTrial:
@@ -189,13 +186,13 @@ class OneTrial:
         return [self.trial.train_epoch()]
 
     def finite_centers(self) -> list[bool]:
-        return [bool(torch.isfinite(self.trial.model.centers).all())]
+        return [bool(torch.isfinite(self.trial.state.model.centers).all())]
 
     def keep(self, rows: list[int]) -> None:
         """Nothing to rebuild: a lone trial that diverged has already raised."""
 
     def end_epoch(self) -> list[dict[str, float]]:
-        return [self.trial.end_epoch()]
+        return [self.trial.state.end_epoch()]
 
     def evaluate(self, records: list[EpochRecord], last: bool) -> None:
         self.trial.evaluate(records[0])
@@ -208,25 +205,25 @@ def cluster_stage(trial: Trial, report: Report, save: Callable[..., None], clock
     def diverged() -> None:
         raise TrialDiverged(result.error)
 
-    member = Member(trial, result, report, lambda seconds: clock.add("reset_time_s", seconds), diverged)
-    run_cluster_epochs([member], OneTrial(trial), clock, trial.epoch + 1, lambda epoch, last: save())
+    member = Member(trial.state, result, report, lambda seconds: clock.add("reset_time_s", seconds), diverged)
+    run_cluster_epochs([member], OneTrial(trial), clock, trial.state.epoch + 1, lambda epoch, last: save())
     return member.final
 
 
-def self_labeling_stage(trial: Trial, stage: SelfLabeling, saved: dict[str, Any] | None, report: Report,
+def self_labeling_stage(state: TrialState, stage: SelfLabeling, saved: dict[str, Any] | None, report: Report,
                         save: Callable[..., None], elapsed: Callable[[], float]) -> EpochRecord | None:
     """Head warm-up on the clustering labels, then self-labeling epochs with the configured ReSL resets."""
-    config = trial.config
+    config = state.config
     cfg = config.selflabel
     if saved is None:
-        labels = trial.model.predict(embed(trial.model.eval_net, trial.data.x))
+        labels = state.model.predict(embed(state.model.eval_net, state.data.x))
         for epoch in range(cfg.warmup_epochs):
             loss = stage.warmup_epoch(labels)
             report(EpochRecord(phase="selflabel_warmup", epoch=epoch, loss=loss, elapsed_s=elapsed()))
         saved = {"epoch": -1, "reset_pending": False}
     else:
         stage.load_state_dict(saved["state"])
-        trial.remember_labels(saved["prev_labels"])
+        state.remember_labels(saved["prev_labels"])
     reset_pending = saved["reset_pending"]
     final = None
     for epoch in range(saved["epoch"] + 1, cfg.epochs):
@@ -236,7 +233,7 @@ def self_labeling_stage(trial: Trial, stage: SelfLabeling, saved: dict[str, Any]
             setattr(record, name, value)
         if not np.isfinite(record.loss):
             raise TrialDiverged(f"non-finite loss at self-labeling epoch {epoch}")
-        trial.score_self_labeling(record, stage)
+        state.score_self_labeling(record, stage)
         reset_pending = stage.strategy.end_epoch(stage.classifier, epoch)  # marks the next epoch's record
         record.time_s = time.perf_counter() - t_epoch
         record.elapsed_s = elapsed()
@@ -244,7 +241,7 @@ def self_labeling_stage(trial: Trial, stage: SelfLabeling, saved: dict[str, Any]
         last = epoch == cfg.epochs - 1
         if is_checkpoint_epoch(config, epoch, last):
             save(selflabel={"epoch": epoch, "reset_pending": reset_pending, "state": stage.state_dict(),
-                            "prev_labels": trial.prev_labels})
+                            "prev_labels": state.prev_labels})
         if last:
             final = record
     return final

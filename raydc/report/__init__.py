@@ -5,7 +5,7 @@ from raydc.report.render import render_report
 from raydc.report.selection import plot_selection_scatter, preference_table, selection_html, selection_markdown
 from raydc.report.selflabeling import best_configurations, plot_selflabeling, plot_stability
 from raydc.report.sensitivity import GRIDS, Grid, grid_means, plot_sensitivity
-from raydc.report.style import MissingDimension
+from raydc.errors import MissingDimension
 from raydc.report.sweeps import plot_sweeps, sweep_markdown, sweep_summary, swept_columns
 
 __all__ = ["GRIDS", "Grid", "MissingDimension", "ablation_html", "ablation_markdown", "ablation_summary",

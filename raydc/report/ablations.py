@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from raydc.report.style import MODE_COLOURS, MissingDimension, figure, styled
+from raydc.errors import MissingDimension
+from raydc.report.style import MODE_COLOURS, figure, styled
 from raydc.report.tables import html_table, markdown_table
 from raydc.report.variants import algorithm_rank, mode_label, mode_rank, pretrained, pretraining_title, variant_name
 from raydc.tables.results import configuration_columns, describe, varying_columns

@@ -8,7 +8,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from raydc.tables.results import for_dataset
-from raydc.report.style import MODE_COLOURS, MissingDimension, figure, styled
+from raydc.errors import MissingDimension
+from raydc.report.style import MODE_COLOURS, figure, styled
 from raydc.report.variants import algorithm_rank, mode_label, mode_rank, pretrained, pretraining_title
 
 # (column, axis label), every value in the tables' own unit (raydc.tables.columns).

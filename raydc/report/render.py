@@ -12,7 +12,8 @@ from raydc.report.dynamics import plot_dynamics
 from raydc.report.selection import plot_selection_scatter, selection_html, selection_markdown
 from raydc.report.selflabeling import plot_selflabeling, plot_stability
 from raydc.report.sensitivity import GRIDS, plot_sensitivity
-from raydc.report.style import MissingDimension, save
+from raydc.errors import MissingDimension
+from raydc.report.style import save
 from raydc.report.sweeps import plot_sweeps, sweep_markdown
 from raydc.report.variants import pretrained
 from raydc.selection.select import DEFAULT_SELECTION, run_selection

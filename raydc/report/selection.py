@@ -6,7 +6,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from raydc.tables.results import for_dataset
-from raydc.report.style import MissingDimension, figure, styled
+from raydc.errors import MissingDimension
+from raydc.report.style import figure, styled
 from raydc.report.tables import html_table, markdown_table
 from raydc.selection.select import CRITERIA, label_oracle, never_selected, preference
 

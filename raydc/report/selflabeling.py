@@ -13,7 +13,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from raydc.tables.results import configuration_columns, for_dataset, format_value, varying_columns
-from raydc.report.style import MissingDimension, figure, styled
+from raydc.errors import MissingDimension
+from raydc.report.style import figure, styled
 
 # (column, axis label), every value in the tables' own unit (raydc.tables.columns).
 SELFLABEL_PANELS = (("acc", "ACC"), ("nmi_match", "NMI match, confident set"),

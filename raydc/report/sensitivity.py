@@ -16,7 +16,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from raydc.tables.results import for_dataset, format_value
-from raydc.report.style import HEATMAP_CMAP, MissingDimension, figure, styled
+from raydc.errors import MissingDimension
+from raydc.report.style import HEATMAP_CMAP, figure, styled
 from raydc.report.variants import algorithm_rank
 
 

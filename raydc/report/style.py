@@ -8,8 +8,6 @@ from typing import Callable, TypeVar
 import matplotlib as mpl
 from matplotlib.figure import Figure
 
-from raydc.errors import MissingDimension  # noqa: F401 (the report modules import it from here)
-
 PAPER_RC = {
     "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
     "legend.fontsize": 9, "figure.titlesize": 12, "axes.spines.top": False, "axes.spines.right": False,

@@ -9,7 +9,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from raydc.tables.results import configuration_columns, for_dataset, format_value
-from raydc.report.style import MissingDimension, figure, styled
+from raydc.errors import MissingDimension
+from raydc.report.style import figure, styled
 from raydc.report.tables import markdown_table
 
 SWEEP_COLUMNS = ("lfss.warmup_epochs", "lfss.unstable_ratio", "lfss.noise", "lfss.weight")

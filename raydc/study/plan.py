@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from raydc.config import ConfigError, TrialConfig, make_config, set_dotted
-from raydc.tables.store import trial_id
+from raydc.config.identity import trial_id
 from raydc.config.effects import affects
 from raydc.study.space import Dimension
 

@@ -14,7 +14,8 @@ from ray import tune
 
 from raydc.config import ConfigError
 from raydc.engine.population import stacking_key
-from raydc.tables.store import ResultStore, configuration_id
+from raydc.config.identity import configuration_id
+from raydc.tables.store import ResultStore
 from raydc.study.outcomes import UnfinishedTrials
 from raydc.study.paths import StudyPaths
 from raydc.study.populations import discard_recorded, encode, plan_populations, saved_populations

@@ -16,7 +16,8 @@ from ray import tune
 from raydc.files.atomic import exclusive
 from raydc.config import TrialConfig, flatten, make_config
 from raydc.engine.records import EpochRecord, TrialRecord
-from raydc.tables.store import ResultStore, epoch_row, trial_id
+from raydc.config.identity import trial_id
+from raydc.tables.store import ResultStore, epoch_row
 from raydc.study.faults import crash_if_requested
 from raydc.study.journal import EpochJournal
 from raydc.study.paths import StudyPaths

@@ -35,7 +35,7 @@ KMEANS = {f"kmeans_{m}": f"{SCORES[m].split(',')[0]} of a fresh k-means on the f
                          f"{SCORES[m].rsplit(', ', 1)[1] if m != 'ari' else '[-1, 1]'}" for m in ("acc", "nmi", "ari")}
 
 EPOCH = {
-    "trial_id": "the trial's id: a hash of its config with the seed (raydc.tables.store.trial_id)",
+    "trial_id": "the trial's id: a hash of its config with the seed (raydc.config.identity.trial_id)",
     "phase": "pretrain, cluster, selflabel_warmup or selflabel",
     "epoch": "epoch within the phase, counted from 0",
     **SCORES,

@@ -1,7 +1,7 @@
 """A study directory's tables as pandas frames, with configurations named and labelled.
 
 A configuration is a trial's config without its seed: trials that differ only in seed are seeds of
-one configuration and share a ``config_id``, the trial id (raydc.tables.store.trial_id) of the config with its seed
+one configuration and share a ``config_id``, the trial id (raydc.config.identity.trial_id) of the config with its seed
 and data directory at their defaults, so trial ids and configurations agree on what makes two trials differ.
 Fields that say where or how a trial ran rather than what it trained (device, checkpoint interval, CUDA graphs,
 compilation, data directory) are not part of a configuration.
@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 
 from raydc.config import EXECUTION_FIELDS, ConfigError, make_config, unflatten
 from raydc.config.effects import affects
-from raydc.tables.store import TRIALS_FILE, ResultStore, config_fields, configuration_id
+from raydc.config.identity import configuration_id
+from raydc.tables.store import TRIALS_FILE, ResultStore, config_fields
 
 NOT_CONFIGURATION = ("seed", "data.dir", *EXECUTION_FIELDS)
 # Short names for labels in tables and figure legends; other columns keep their dotted name.

@@ -42,7 +42,6 @@ from raydc.tables.columns import description
 from raydc.engine.model import model_path, save_model
 from raydc.tables.parts import PartTable
 from raydc.config import FORMER_DEFAULTS, TrialConfig, flatten
-from raydc.config.identity import configuration_id, trial_id  # noqa: F401 (rows are keyed by them; importers name them here too)
 from raydc.engine.records import EPOCH_FIELDS, FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 
 TRIALS_FILE = "trials.parquet"

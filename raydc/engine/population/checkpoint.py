@@ -31,7 +31,7 @@ def save_population(path: Path, ids: list[str], epoch: int, members: list[Any], 
     states = []
     for member in members:
         running = member.result.status == "running"
-        states.append({"trial": _own_copy(member.trial.state_dict()) if running else None,
+        states.append({"trial": _own_copy(member.state.state_dict()) if running else None,
                        "result": {name: getattr(member.result, name) for name in RESULT_FIELDS}})
     atomic_save({"ids": ids, "epoch": epoch, "members": states, "clock": clock,
                  "adam": {"exp_avg": adam.exp_avg, "exp_avg_sq": adam.exp_avg_sq, "steps": adam.steps}}, path)

@@ -1,7 +1,7 @@
 """fit_population: many same-shaped MLP trials (differing in seed, brb.alpha, brb.interval, train.lr) trained as one
 stacked model, so every kernel launch serves every member.
 
-Each member keeps everything the plain path gives a trial: its own Trial (weights from its seed, pretraining
+Each member keeps everything the plain path gives a trial: its own TrialState (weights from its seed, pretraining
 through the shared cache, initial k-means), its own generator (shuffle order, augmentation, soft-reset draws,
 reclustering subsample and k-means), its own Adam moments and learning rate, resets and reclustering at its own
 interval, DCN's centres (moved after each epoch, or assignments and running means after each step). Only the
@@ -38,8 +38,9 @@ from raydc.engine.model import model_state
 from raydc.engine.records import FINAL_METRICS, EpochRecord, TrialRecord
 from raydc.evaluation.scoring import epoch_scores
 from raydc.config.identity import configuration_id, trial_id
-from raydc.engine.train import kmeans_scores, pretrain_and_init, resolve_device, versions
-from raydc.engine.trial import Trial
+from raydc.engine.state import TrialState
+from raydc.engine.train import kmeans_scores, pretrain, resolve_device, versions
+from raydc.engine.trial import uses_cuda_graphs
 
 MemberReport = Callable[[int, EpochRecord], None]
 MemberFailure = Callable[[int, TrialRecord], None]
@@ -144,7 +145,7 @@ def _stamp_times(result: TrialRecord, clock: TrialClock) -> None:
     result.ended_at = time.time()
 
 
-def _member(index: int, trial: Trial, result: TrialRecord, report: MemberReport, on_failure: MemberFailure,
+def _member(index: int, state: TrialState, result: TrialRecord, report: MemberReport, on_failure: MemberFailure,
             clock: TrialClock) -> Member:
     """A member of the cluster loop: its epochs reported under its index, its reset time its own, and a failure
     stamped with the population's times so far before on_failure hears of it."""
@@ -156,7 +157,7 @@ def _member(index: int, trial: Trial, result: TrialRecord, report: MemberReport,
         _stamp_times(result, clock)
         on_failure(index, result)
 
-    return Member(trial, result, lambda record: report(index, record), add_reset_time, fail)
+    return Member(state, result, lambda record: report(index, record), add_reset_time, fail)
 
 
 def _restore(index: int, config: TrialConfig, saved: dict[str, Any], data: Dataset, device: torch.device,
@@ -164,21 +165,22 @@ def _restore(index: int, config: TrialConfig, saved: dict[str, Any], data: Datas
     """The member as a checkpoint left it: its trial state (pretraining and k-means done) and its outcome so far."""
     result = TrialRecord(config=flatten(config), status="running", device=str(device), versions=versions())
     restore_result(result, saved)
-    trial = Trial(config, data, device)
+    state = TrialState(config, data, device)
     if saved["trial"] is not None:
-        trial.load_state_dict(saved["trial"])
-    return _member(index, trial, result, report, on_failure, clock)
+        state.load_state_dict(saved["trial"])
+    return _member(index, state, result, report, on_failure, clock)
 
 
 def _prepare(index: int, config: TrialConfig, data: Dataset, device: torch.device, cache: Path,
              report: MemberReport, on_failure: MemberFailure, clock: TrialClock) -> Member:
-    """The member's Trial, pretrained (or from the cache) and with its initial k-means, as fit() builds it."""
+    """The member's state, pretrained (or from the cache) and with its initial k-means, as fit() builds it."""
     result = TrialRecord(config=flatten(config), status="running", device=str(device), versions=versions())
-    trial = Trial(config, data, device)
-    member = _member(index, trial, result, report, on_failure, clock)
+    state = TrialState(config, data, device)
+    member = _member(index, state, result, report, on_failure, clock)
     t0 = time.perf_counter()
     try:
-        result.pretrain_cached = pretrain_and_init(trial, cache, member.report, clock.elapsed)
+        result.pretrain_cached = pretrain(state, cache, member.report, clock.elapsed)
+        state.init_clustering()
     except TrialDiverged as exc:
         result.status, result.error = "failed", str(exc)
     result.pretrain_time_s = time.perf_counter() - t0
@@ -193,8 +195,8 @@ class StackedEngine:
 
     def __init__(self, members: list[Member], data: Dataset, saved: dict[str, Any] | None):
         self.members, self.data = members, data
-        self.stack = StackedModels([m.trial.model for m in members])
-        self.adam = StackedAdam(self.stack.params, [m.trial.config.train.lr for m in members])
+        self.stack = StackedModels([m.state.model for m in members])
+        self.adam = StackedAdam(self.stack.params, [m.state.config.train.lr for m in members])
         if saved is not None:
             restore_adam(self.adam, saved)
         self._capture()
@@ -203,18 +205,17 @@ class StackedEngine:
 
     def _capture(self) -> None:
         """A new step (and graphs) whenever the stack is rebuilt: graphs hold the addresses of the tensors they read."""
-        first = self.members[0].trial
-        self.step = CapturedStep(_Step(self.stack, self.adam, first.config, first.device.type),
-                                 enabled=first.uses_cuda_graphs())
+        first = self.members[0].state
+        graphs = uses_cuda_graphs(first.config, first.device)
+        self.step = CapturedStep(_Step(self.stack, self.adam, first.config, first.device.type), enabled=graphs)
         # DCN "epoch": one batch of the centre pass after each epoch, for every member (None for other algorithms)
-        self.move = (CapturedStep(self.stack.move_dcn_centers, enabled=first.uses_cuda_graphs())
-                     if first.move_centers is not None else None)
+        self.move = CapturedStep(self.stack.move_dcn_centers, enabled=graphs) if first.model.sweeps_centers else None
 
     def periodic_step(self, row: int) -> None:
         """The plain path's BRB step on the member's own modules (views of the stack), then its centroid moments."""
-        trial = self.members[row].trial
-        trial.periodic_step()  # its torch optimizer never stepped, so only the stacked moments need zeroing
-        if trial.config.resets_center_momentum:
+        state = self.members[row].state
+        state.periodic_step()
+        if state.config.resets_center_momentum:
             self.adam.zero_moments(row, "centers")
 
     def train_epoch(self) -> list[dict[str, float]]:
@@ -227,7 +228,7 @@ class StackedEngine:
 
     def keep(self, rows: list[int]) -> None:
         self.members = [self.members[r] for r in rows]
-        self.stack.keep(rows, [m.trial.model for m in self.members])
+        self.stack.keep(rows, [m.state.model for m in self.members])
         self.adam.keep(rows)
         self.z = self.z[rows] if self.z is not None else None
         if self.members:
@@ -240,17 +241,17 @@ class StackedEngine:
     def evaluate(self, records: list[EpochRecord], last: bool) -> None:
         """Every member's metrics at once from one stacked embedding of the whole dataset (this epoch's, when DCN's
         centre pass made one)."""
-        members, first = self.members, self.members[0].trial
+        members, first = self.members, self.members[0].state
         z = self.stack.embed(self.data.x, first.config.train.precision) if self.z is None else self.z
         labels, centers = self.stack.predict(z), self.stack.centers()
-        prev = [m.trial.prev_labels for m in members]  # members start and resume together: all have one or none
+        prev = [m.state.prev_labels for m in members]  # members start and resume together: all have one or none
         scores = epoch_scores(first.classes, first.n_classes, z, labels, self.data.n_clusters,
-                              torch.stack([m.trial.eval_index for m in members]),
+                              torch.stack([m.state.eval_index for m in members]),
                               prev_labels=None if any(p is None for p in prev) else torch.stack(prev),
                               centers=centers, ratio_threshold=first.config.eval.ratio_threshold,
-                              siblings=[configuration_id(m.trial.config) for m in members])
+                              siblings=[configuration_id(m.state.config) for m in members])
         for row, (member, record) in enumerate(zip(members, records)):
-            member.trial.take_scores(record, scores[row], labels[row])
+            member.state.take_scores(record, scores[row], labels[row])
             if last:  # nothing changes after the last epoch: this is the final embedding fit() reports
                 self.embeddings[id(member)] = z[row]
 
@@ -282,21 +283,21 @@ def _sweep_centers(members: list[Member], stack: StackedModels, move: CapturedSt
     """Trial._sweep_centers for every member at once: each draws its own order from its own generator, as fit()
     does; returns the (M, n, d) embedding the pass used, which evaluation reuses."""
     z = stack.embed(data.x)
-    orders = torch.stack([torch.randperm(data.n, generator=m.trial.generator, device=m.trial.generator.device)
+    orders = torch.stack([torch.randperm(data.n, generator=m.state.generator, device=m.state.generator.device)
                           for m in members]).to(z.device)
     shuffled = torch.gather(z, 1, orders.unsqueeze(2).expand_as(z))
-    for batch in shuffled.split(members[0].trial.config.train.batch_size, dim=1):
+    for batch in shuffled.split(members[0].state.config.train.batch_size, dim=1):
         move(batch)
     return z
 
 
 def _train_epoch(members: list[Member], step: CapturedStep, data: Dataset) -> list[dict[str, float]]:
     """One epoch of minibatch steps for every member at once; returns each member's mean loss terms."""
-    cfg = members[0].trial.config.train
+    cfg = members[0].state.config.train
     order, x, x_aug = _epoch_data(members, data)
-    trained = trained_count(data.n, cfg.batch_size, members[0].trial.config.drops_last_batch)
+    trained = trained_count(data.n, cfg.batch_size, members[0].state.config.drops_last_batch)
     step.step.totals.zero()
-    with network_precision(cfg.precision, members[0].trial.device.type):
+    with network_precision(cfg.precision, members[0].state.device.type):
         for start in range(0, trained, cfg.batch_size):
             batch = slice(start, start + cfg.batch_size)
             step(x[:, batch], x_aug[:, batch] if x_aug is not None else None, order[:, batch])
@@ -308,24 +309,24 @@ def _epoch_data(members: list[Member], data: Dataset) -> tuple[torch.Tensor, tor
     """(M, n) sample order, (M, n, ...) shuffled data and its augmentation, each member drawing from its own generator
     exactly as epoch_batches draws in the plain path; each member's rows are written in place (no per-member copies
     to stack, which doubled the peak memory of a large population)."""
-    augment = members[0].trial.config.train.augment
+    augment = members[0].state.config.train.augment
     order = torch.empty((len(members), data.n), dtype=torch.long, device=data.x.device)
     x = data.x.new_empty((len(members), *data.x.shape))
     x_aug = torch.empty_like(x) if augment else None
     for row, member in enumerate(members):
-        trial = member.trial
+        state = member.state
         into = (x[row], x_aug[row] if augment else None)
-        order[row] = shuffled_epoch(data.x, trial.generator, trial.augmenter if augment else None, into)[0]
+        order[row] = shuffled_epoch(data.x, state.generator, state.augmenter if augment else None, into)[0]
     return order, x, x_aug
 
 
 def _finish(member: Member, data: Dataset, embedding: torch.Tensor) -> None:
     """Final metrics, k-means scores on the final embedding, labels and embedding, as fit() fills them."""
-    result, trial = member.result, member.trial
+    result, state = member.result, member.state
     result.final = {m: getattr(member.final, m) for m in FINAL_METRICS}
-    result.final.update(kmeans_scores(embedding, data, trial.generator))
-    result.labels = trial.prev_labels.cpu().numpy().astype(np.int32)
+    result.final.update(kmeans_scores(embedding, data, state.generator))
+    result.labels = state.prev_labels.cpu().numpy().astype(np.int32)
     result.embedding = embedding.cpu().numpy().astype(np.float32)
-    result.model = model_state(trial.config, result.config, trial.model.eval_net, trial.model.centers, data.mean,
+    result.model = model_state(state.config, result.config, state.model.eval_net, state.model.centers, data.mean,
                                data.std)
     result.status = "finished"

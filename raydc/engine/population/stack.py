@@ -20,7 +20,7 @@ from raydc.clustering.algorithms import DCN_SWEEP_RATE
 from raydc.clustering.kmeans import nearest
 from raydc.clustering.objectives import dcn_move_centers, dcn_update_centers
 from raydc.compute.precision import network_precision
-from raydc.engine.trial import EMBED_CHUNK
+from raydc.engine.state import EMBED_CHUNK
 
 BETAS = (0.9, 0.999)
 EPS = 1e-8
@@ -94,7 +94,7 @@ class StackedModels:
     @torch.no_grad()
     def embed(self, x: torch.Tensor, precision: str = "float32") -> torch.Tensor:
         """(M, n, d) float32 embedding of the whole dataset by every member in evaluation mode (BatchNorm's running
-        statistics, as Trial's embed), run at `precision` (network_precision), in chunks that bound memory."""
+        statistics, as state.embed), run at `precision` (network_precision), in chunks that bound memory."""
         chunk = max(1, EMBED_CHUNK // self.size)
         self.template.eval()
         try:
