@@ -200,6 +200,7 @@ def test_a_checkpoint_resumes_without_the_members_recorded_since(digits, cache, 
     ({"train": {"algorithm": "lfss"}}, "train.algorithm"),
     ({"pretrain": {"epochs": 10}}, "pretrain.epochs"),
     ({"net": {"batch_norm": True}}, "net.batch_norm"),
+    ({"net": {"batch_norm": True}, "train": {"precision": "bf16"}}, "train.precision"),
 ])
 def test_unstackable_configs_are_rejected_naming_the_field(change, field, digits):
     base = {k: v for k, v in SMALL.items()}

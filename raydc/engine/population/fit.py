@@ -74,6 +74,8 @@ def stacking_key(config: TrialConfig) -> str | None:
 def _unstackable(config: TrialConfig) -> ConfigError | None:
     if config.net.arch != "mlp":
         return ConfigError("net.arch", f"population mode stacks MLP autoencoders, got {config.net.arch!r}")
+    if config.net.batch_norm and config.train.precision == "bf16":  # vmap's batch norm takes no bf16 input
+        return ConfigError("train.precision", "population mode runs BatchNorm MLPs in float32 or tf32, got 'bf16'")
     if config.train.algorithm not in ("dec", "idec", "dcn"):
         return ConfigError("train.algorithm", f"population mode runs dec, idec or dcn, got {config.train.algorithm!r}")
     if config.selflabel.epochs > 0:
