@@ -66,6 +66,8 @@ def _wandb_records(path: Path) -> list:
             at += 32768 - at % 32768
             continue
         _, length, kind = struct.unpack("<IHB", data[at:at + 7])
+        if at + 7 + length > len(data):  # a chunk still being written
+            break
         chunk = data[at + 7:at + 7 + length]
         at += 7 + length
         pending += chunk
@@ -79,12 +81,27 @@ def _wandb_records(path: Path) -> list:
     return records
 
 
+def _finished_wandb_records(path: Path, timeout_s: float = 60.0) -> list:
+    """The run file's records once it holds the exit record: wandb-core, a process of its own, may still be writing the
+    file when `finish()` has returned."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = _wandb_records(path)
+        kinds = [r.WhichOneof("record_type") for r in records]
+        if "exit" in kinds or time.monotonic() > deadline:
+            assert "exit" in kinds, f"{path} ({path.stat().st_size} bytes) holds no exit record: {kinds}"
+            return records
+        time.sleep(0.2)
+
+
 def test_wandb_offline_run_files_hold_the_config_and_every_epoch(tmp_path):
     import json
 
     _log(TrackingSpec(wandb={"mode": "offline"}), tmp_path)
     (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
-    records = _wandb_records(run_file)
+    records = _finished_wandb_records(run_file)
     runs = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert runs[0].display_name == "abc123" and runs[0].run_group == "s" and runs[0].project == "s"
     config = {item.key: json.loads(item.value_json) for item in runs[0].config.update}
