@@ -6,6 +6,7 @@ the mean number of clusters the algorithm's final assignment leaves without a sa
 Example:
     python benchmarks/fidelity.py --epochs 400 --seeds 0 1 2 --jobs 6
     python benchmarks/fidelity.py --epochs 400 --seeds 0 1 2 3 4 --population --jobs 2   # a population per variant
+    python benchmarks/fidelity.py --epochs 400 --seeds 0 --algorithms dec --modes baseline --trace traces/
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def trial_config(algorithm: str, mode: str, seed: int, args: argparse.Namespace)
             "pretrain": {"epochs": args.pretrain_epochs},
             "train": {"algorithm": algorithm, "epochs": args.epochs, "precision": args.precision,
                       "dcn_update": args.dcn_update, "compile": args.compile},
-            "brb": {"mode": mode, "alpha": 0.8, "interval": 20}, "eval": {"every": args.epochs}}
+            "brb": {"mode": mode, "alpha": 0.8, "interval": 20}, "eval": {"every": 1 if args.trace else args.epochs}}
 
 
 def outcome(record, n_clusters: int) -> dict:
@@ -39,6 +40,16 @@ def outcome(record, n_clusters: int) -> dict:
     if record.status != "finished":
         return {}
     return {**record.final, "empty": n_clusters - len(set(record.labels.tolist()))}
+
+
+def write_trace(epochs: list, path: str) -> None:
+    """A trial's clustering epochs, one row each: what a side-by-side run of another implementation is read against."""
+    import pandas as pd
+
+    columns = ["epoch", "loss", "acc", "nmi", "ari", "cl_change", "reset_applied"]
+    rows = [{c: getattr(e, c) for c in columns} for e in epochs if e.phase == "cluster"]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    pd.DataFrame(rows, columns=columns).to_csv(path, index=False)
 
 
 def run_group(job: tuple[str, str, list[int], argparse.Namespace]) -> list[tuple[str, str, int, dict, float]]:
@@ -53,9 +64,16 @@ def run_group(job: tuple[str, str, list[int], argparse.Namespace]) -> list[tuple
 
     data = load_dataset(args.dataset)
     configs = [trial_config(algorithm, mode, seed, args) for seed in seeds]
+    epochs: list[list] = [[] for _ in seeds]  # each trial's clustering epochs, as reported
     started = time.perf_counter()
-    records = fit_population(configs, dataset=data) if args.population else [fit(configs[0], dataset=data)]
+    if args.population:
+        records = fit_population(configs, lambda member, e: epochs[member].append(e), dataset=data)
+    else:
+        records = [fit(configs[0], epochs[0].append, dataset=data)]
     secs = (time.perf_counter() - started) / len(records)  # a population's wall time, shared by its members
+    if args.trace:
+        for seed, reported in zip(seeds, epochs):
+            write_trace(reported, f"{args.trace}/{algorithm}_{mode}_seed{seed}.csv")
     return [(algorithm, mode, seed, outcome(r, data.n_clusters), secs) for seed, r in zip(seeds, records)]
 
 
@@ -79,6 +97,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["baseline", "brb"], help="brb.mode values to run")
     parser.add_argument("--population", action="store_true",
                         help="train each variant's seeds as one population (one job per variant)")
+    parser.add_argument("--trace", metavar="DIR",
+                        help="score every epoch and write each trial's epochs to DIR/<algorithm>_<mode>_seed<S>.csv")
     args = parser.parse_args()
     variants = list(itertools.product(args.algorithms, args.modes))
     jobs = ([(a, m, args.seeds, args) for a, m in variants] if args.population

@@ -1,5 +1,8 @@
 """Fixtures shared by several test modules."""
 import os
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +48,24 @@ def product_dtypes():
             return func(*args, **(kwargs or {}))
 
     return ProductDtypes
+
+
+@pytest.fixture
+def finished_wandb_records():
+    """Reads a W&B run file's records once it holds its exit record: wandb-core, a process of its own, may still be
+    writing the file when `finish()` has returned. The reader is the benchmarks' (W&B ships none)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from side_by_side import wandb_records
+
+    def read(path: Path, timeout_s: float = 60.0) -> list:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            records = wandb_records(path)
+            kinds = [r.WhichOneof("record_type") for r in records]
+            if "exit" in kinds or time.monotonic() > deadline:
+                assert "exit" in kinds, f"{path} ({path.stat().st_size} bytes) holds no exit record: {kinds}"
+                return records
+            time.sleep(0.2)
+
+    yield read
+    sys.path.remove(str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -121,3 +121,33 @@ def test_store_scale_times_recording_and_the_rewrite_baseline(monkeypatch, capsy
     sys.modules.pop("store_scale", None)
     (line,) = capsys.readouterr().out.splitlines()
     assert line.split()[0] == "3" and "median" in line and "rewrite:" in line
+
+
+def test_side_by_side_aligns_the_authors_wandb_run_with_a_raydc_trace(tmp_path, monkeypatch, capsys,
+                                                                     finished_wandb_records):
+    """A real W&B offline run, logged the way the authors' DEC logs, against a trace CSV that parts from it at epoch 3."""
+    import wandb
+
+    run = wandb.init(project="p", dir=str(tmp_path), mode="offline", settings=wandb.Settings(silent=True))
+    accs = [0.60, 0.70, 0.72, 0.74, 0.75]
+    for epoch, acc in enumerate(accs):
+        run.log({"Clustering epoch": epoch, "Clustering metrics/ACC": acc, "Clustering metrics/NMI": acc,
+                 **({"Clustering train/loss": 2.0 - epoch / 10, "Clustering metrics/min_size": 60 + epoch,
+                     "Clustering metrics/max_size": 300} if epoch else {})})
+    run.finish()
+    theirs = tmp_path / "theirs.wandb"
+    (source,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    finished_wandb_records(source)
+    theirs.write_bytes(source.read_bytes())
+    trace = tmp_path / "dec_baseline_seed0.csv"  # row e follows epoch e, the authors' epoch e + 1
+    trace.write_text("epoch,loss,acc,nmi,ari,cl_change,reset_applied\n" + "".join(
+        f"{e},0.001,{a},{a},0.5,0.1,False\n" for e, a in enumerate([0.69, 0.73, 0.50, 0.45])))
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module("side_by_side")
+    monkeypatch.setattr(sys, "argv", ["side_by_side", "--authors", str(theirs), "--raydc", str(trace)])
+    module.main()
+    sys.modules.pop("side_by_side", None)
+    out = capsys.readouterr().out
+    assert "first after epoch 3, and for good from epoch 3" in out
+    assert "authors: first 60.00, best 75.00, last 75.00 ACC over 5 epochs" in out
+    assert "63–300" in out  # the authors' smallest and largest cluster after three epochs

@@ -1,6 +1,5 @@
 """Trackers: what a real TensorBoard event reader, a real MLflow client and W&B's offline run files hold after a trial
 logged its epochs, and a tracker that fails leaving the trial untouched."""
-import struct
 from pathlib import Path
 
 import pytest
@@ -53,55 +52,12 @@ def test_mlflow_local_store_holds_one_run_per_trial_with_its_config(tmp_path):
     assert sorted((m.step, m.value) for m in history)[:3] == [(0, 1000.0), (0, 1000.0), (1, 999.0)]
 
 
-def _wandb_records(path: Path) -> list:
-    """The protobuf records of a W&B run file: a 7-byte header, then LevelDB-log chunks (crc32, length, type) in
-    32 KiB blocks."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    records, pending, at = [], b"", 7
-    while at + 7 <= len(data):
-        if 32768 - at % 32768 < 7:  # a block's tail too short for a chunk header is padding
-            at += 32768 - at % 32768
-            continue
-        _, length, kind = struct.unpack("<IHB", data[at:at + 7])
-        if at + 7 + length > len(data):  # a chunk still being written
-            break
-        chunk = data[at + 7:at + 7 + length]
-        at += 7 + length
-        pending += chunk
-        if kind in (1, 4):  # a full record, or the last chunk of one
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            records.append(record)
-            pending = b""
-        elif kind == 0:
-            break
-    return records
-
-
-def _finished_wandb_records(path: Path, timeout_s: float = 60.0) -> list:
-    """The run file's records once it holds the exit record: wandb-core, a process of its own, may still be writing the
-    file when `finish()` has returned."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        records = _wandb_records(path)
-        kinds = [r.WhichOneof("record_type") for r in records]
-        if "exit" in kinds or time.monotonic() > deadline:
-            assert "exit" in kinds, f"{path} ({path.stat().st_size} bytes) holds no exit record: {kinds}"
-            return records
-        time.sleep(0.2)
-
-
-def test_wandb_offline_run_files_hold_the_config_and_every_epoch(tmp_path):
+def test_wandb_offline_run_files_hold_the_config_and_every_epoch(tmp_path, finished_wandb_records):
     import json
 
     _log(TrackingSpec(wandb={"mode": "offline"}), tmp_path)
     (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
-    records = _finished_wandb_records(run_file)
+    records = finished_wandb_records(run_file)
     runs = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert runs[0].display_name == "abc123" and runs[0].run_group == "s" and runs[0].project == "s"
     config = {item.key: json.loads(item.value_json) for item in runs[0].config.update}
@@ -147,7 +103,7 @@ def test_a_study_naming_a_tracker_that_is_not_installed_fails_before_any_compute
 
 
 @pytest.mark.ray
-def test_a_study_tracks_every_trial_live_in_each_tracker(ray_cluster, tmp_path, capsys):
+def test_a_study_tracks_every_trial_live_in_each_tracker(ray_cluster, tmp_path, capsys, finished_wandb_records):
     """A two-trial study with all three trackers (MLflow's default store in the study directory, W&B offline): one
     run per trial in each, grouped by the study, holding every clustering epoch."""
     from mlflow import MlflowClient
@@ -174,7 +130,8 @@ def test_a_study_tracks_every_trial_live_in_each_tracker(ray_cluster, tmp_path, 
     assert sorted(r.info.run_name for r in runs) == tids and {r.info.status for r in runs} == {"FINISHED"}
     assert all(len(client.get_metric_history(r.info.run_id, "cluster/loss")) == 3 for r in runs)
     run_files = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
-    names = sorted(next(r.run.display_name for r in _wandb_records(f) if r.WhichOneof("record_type") == "run")
+    names = sorted(next(r.run.display_name for r in finished_wandb_records(f)
+                   if r.WhichOneof("record_type") == "run")
                    for f in run_files)
     assert names == tids
     assert "tracking:" not in capsys.readouterr().out  # nothing dropped
