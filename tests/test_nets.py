@@ -54,3 +54,25 @@ def test_batch_norm_sits_before_each_hidden_relu_and_trains_in_a_trial(digits):
     assert "running_mean" in "".join(record.model["net"])  # the saved model keeps its running statistics
     with pytest.raises(ValueError, match="net.batch_norm"):
         make_config({"net": {"arch": "resnet18", "batch_norm": True}})
+
+
+def test_an_untrained_network_is_clustered_as_its_first_steps_see_it(digits):
+    """Without pretraining, BatchNorm has no statistics to embed with: the initial k-means takes the training-mode
+    embedding, batch by batch, which also sets the running statistics from the data. Without BatchNorm both modes
+    agree, so the embedding is the evaluation one."""
+    from raydc.engine.state import TrialState, embed, embed_untrained
+
+    x = digits.x[:600]
+    net = FeedForwardAE(64, [32, 16], 10, batch_norm=True)
+    batch = net.encode(x[:256])  # training mode: the statistics of the first batch
+    z = embed_untrained(net, x, batch_size=256)
+    assert torch.allclose(z[:256], batch, atol=1e-5) and net.training
+    assert not torch.allclose(net.encoder[1].running_mean, torch.zeros(32))  # set from the data
+    plain = FeedForwardAE(64, [32, 16], 10)
+    assert torch.equal(embed_untrained(plain, x, batch_size=256), embed(plain, x))
+
+    config = make_config({"seed": 0, "net": {"hidden": [32, 16], "batch_norm": True}, "pretrain": {"epochs": 0}})
+    state = TrialState(config, digits, torch.device("cpu"))
+    untouched = state.net.encoder[1].running_var.clone()
+    state.init_clustering()
+    assert not torch.equal(state.net.encoder[1].running_var, untouched)

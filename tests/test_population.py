@@ -95,6 +95,18 @@ def test_each_member_matches_its_own_run(batch_norm, digits, cache):
     assert [[r.epoch for r in records if r.reset_applied] for records in together] == [[2, 4], [3], [4]]
 
 
+def test_members_from_scratch_set_their_own_batch_norm_statistics_as_alone(digits, cache):
+    """Without pretraining, each member's initial k-means sets its own BatchNorm running statistics from the data
+    (training-mode embedding), as a lone trial's does. Before any reclustering: from scratch, a reclustering of
+    embeddings a last bit apart may move the losses by 1e-3 (without BatchNorm too)."""
+    configs = [_config(seed=seed, pretrain={"epochs": 0}, net={"batch_norm": True}, train={"epochs": 3},
+                       brb={"mode": "baseline"}) for seed in (0, 1)]
+    results, together = _together(configs, digits, cache)
+    for config, result, records in zip(configs, results, together):
+        result_alone, alone = _alone(config, digits, cache)
+        _assert_same_trajectory(alone, records, result_alone, result)
+
+
 def test_each_dcn_member_moves_its_own_centres(digits, cache):
     """Every member's pass after an epoch draws its own order and moves its own centres. Compared before the first
     reset: DCN assigns by a hard argmin at every step, and a reclustering of embeddings that differ by rounding may

@@ -38,6 +38,21 @@ def embed(net: torch.nn.Module, x: torch.Tensor, precision: str = "float32") -> 
     return z
 
 
+@torch.no_grad()
+def embed_untrained(net: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """A network's first embedding when no pretraining set its BatchNorm statistics: in training mode, batch by batch
+    as the first clustering steps will see it, which also sets the running statistics from the data (as the authors'
+    code does: its untrained autoencoder is still in training mode at the initial k-means). Without BatchNorm both
+    modes agree, and this is `embed`."""
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        return embed(net, x)
+    was_training = net.training
+    net.train()
+    z = torch.cat([net.encode(batch).float() for batch in x.split(batch_size)])
+    net.train(was_training)
+    return z
+
+
 class TrialState:
     """What one trial holds between its steps, and the changes that need no optimizer."""
 
@@ -67,7 +82,9 @@ class TrialState:
         if self.config.train.algorithm == "lfss":
             self._build_model()
             return
-        z = embed(self.net, self.data.x)
+        pretrained = self.config.pretrain.epochs > 0
+        z = embed(self.net, self.data.x) if pretrained else embed_untrained(self.net, self.data.x,
+                                                                            self.config.train.batch_size)
         centers, labels = kmeans(z, self.data.n_clusters, self.generator, n_init=INIT_KMEANS_RESTARTS)
         self._build_model(centers, labels)
         self.prev_labels = labels
