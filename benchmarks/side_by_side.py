@@ -71,10 +71,9 @@ def parting(theirs: dict[int, dict], ours: dict[int, dict], points: float) -> tu
     """The first trained epoch whose ACCs differ by more than `points`, and the first from which they always do."""
     common = sorted(set(theirs) & set(ours))
     apart = [e for e in common if abs(theirs[e]["acc"] - ours[e]["acc"]) * 100 > points]
-    first = apart[0] if apart else None
-    together = [e for e in common if e not in set(apart)]
+    together = sorted(set(common) - set(apart))
     for_good = next((e for e in apart if not together or e > together[-1]), None)
-    return first, for_good
+    return (apart[0] if apart else None), for_good
 
 
 def main() -> None:

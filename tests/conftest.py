@@ -54,7 +54,8 @@ def product_dtypes():
 def finished_wandb_records():
     """Reads a W&B run file's records once it holds its exit record: wandb-core, a process of its own, may still be
     writing the file when `finish()` has returned. The reader is the benchmarks' (W&B ships none)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    benchmarks = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, benchmarks)
     from side_by_side import wandb_records
 
     def read(path: Path, timeout_s: float = 60.0) -> list:
@@ -68,4 +69,4 @@ def finished_wandb_records():
             time.sleep(0.2)
 
     yield read
-    sys.path.remove(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.remove(benchmarks)
