@@ -76,3 +76,31 @@ def test_an_untrained_network_is_clustered_as_its_first_steps_see_it(digits):
     untouched = state.net.encoder[1].running_var.clone()
     state.init_clustering()
     assert not torch.equal(state.net.encoder[1].running_var, untouched)
+
+
+def test_dec_with_batch_norm_normalises_each_view_by_its_own_batch():
+    """The authors' code embeds DEC's two views in separate passes (IDEC's and DCN's in one, inside their network's
+    loss): with BatchNorm each view then has its own batch statistics, and the clean view's are the last that the
+    running statistics take in. Without BatchNorm the views share one pass, row-wise the same."""
+    from raydc.clustering import CentroidModel
+    from raydc.clustering.objectives import dec_cluster_loss
+
+    torch.manual_seed(0)
+    x, x_aug = torch.rand(32, 1, 8, 8), torch.rand(32, 1, 8, 8) * 0.5
+    centers, assignments = torch.randn(4, 10), torch.zeros(32, dtype=torch.long)
+    for algorithm, apart in (("dec", True), ("idec", False)):
+        net = FeedForwardAE(64, [32, 16], 10, batch_norm=True)
+        reference = FeedForwardAE(64, [32, 16], 10, batch_norm=True)
+        reference.load_state_dict(net.state_dict())
+        model = CentroidModel(net, centers, assignments, algorithm, cluster_weight=0.1)
+        assert model.views_apart is apart
+        terms = model(x, x_aug, torch.arange(32))
+        if apart:
+            z_aug = reference.encode(x_aug)
+            z = torch.cat([reference.encode(x), z_aug])
+        else:
+            z = reference.encode(torch.cat([x, x_aug]))
+        assert torch.allclose(terms["loss_cluster"], dec_cluster_loss(z, centers, 2), atol=1e-6)
+        assert torch.equal(net.encoder[1].running_mean, reference.encoder[1].running_mean)
+    plain = FeedForwardAE(64, [32, 16], 10)
+    assert not CentroidModel(plain, centers, assignments, "dec", cluster_weight=0.1).views_apart

@@ -13,6 +13,7 @@ from raydc.clustering.objectives import (
     reconstruction_loss,
 )
 from raydc.clustering.simclr import info_nce
+from raydc.nets import has_batch_norm
 
 # Prior count of every DCN centre, from the original DCN code (also ClustPy's): early updates move centres by ~1%.
 # With dcn_update "epoch" the count stays at its prior, as in the authors' code: each move is 1/(1 + 100) of the way.
@@ -32,6 +33,10 @@ class CentroidModel(nn.Module):
 
     IDEC and DCN add the network's self-supervised loss: reconstruction for an autoencoder, SimCLR's InfoNCE
     between the two augmented views for a network with a projector (DEC trains on the cluster loss alone).
+
+    The two views go through the network in one pass, except for DEC with BatchNorm: the authors' code embeds
+    DEC's views in separate passes (IDEC's and DCN's in one, inside their network's loss), so each view is
+    normalised by its own batch statistics there, and here too (`views_apart`).
     """
 
     def __init__(self, net: nn.Module, centers: torch.Tensor, assignments: torch.Tensor, algorithm: str,
@@ -43,6 +48,7 @@ class CentroidModel(nn.Module):
         self.cluster_weight = cluster_weight
         self.temperature = temperature
         self.contrastive = hasattr(net, "project")
+        self.views_apart = algorithm == "dec" and has_batch_norm(net)
         if algorithm == "dcn":
             self.register_buffer("centers", centers.clone())
         else:
@@ -88,11 +94,15 @@ class CentroidModel(nn.Module):
     def forward(self, x: torch.Tensor, x_aug: torch.Tensor | None, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """Loss terms of the minibatch x (samples `index`); 'loss' is the weighted total that is optimised."""
         views = 1 if x_aug is None else 2
-        inputs = x if x_aug is None else torch.cat([x, x_aug])  # both views in one pass: same row-wise arithmetic
-        if self.contrastive:
-            z, auxiliary = self._contrastive_pass(inputs)
+        if self.views_apart and x_aug is not None:
+            z_aug = self.net.encode(x_aug)  # first, as the authors' code: the clean view's statistics are the last kept
+            z = torch.cat([self.net.encode(x), z_aug])
         else:
-            z = self.net.encode(inputs)
+            inputs = x if x_aug is None else torch.cat([x, x_aug])  # both views in one pass: same row-wise arithmetic
+            if self.contrastive:
+                z, auxiliary = self._contrastive_pass(inputs)
+            else:
+                z = self.net.encode(inputs)
         if self.algorithm == "dcn":
             labels = nearest(z[: len(x)].detach(), self.centers) if self.sweeps_centers else self.assignments[index]
             cluster = dcn_cluster_loss(z, self.centers, labels, views)

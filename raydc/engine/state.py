@@ -16,7 +16,7 @@ from raydc.config import RECLUSTERING_MODES, TrialConfig
 from raydc.data import Dataset, make_augmenter, make_strong_augmenter
 from raydc.engine.records import EpochRecord
 from raydc.evaluation.scoring import class_indices, epoch_scores
-from raydc.nets import build_network
+from raydc.nets import build_network, has_batch_norm
 from raydc.nets.resets import apply_plan, reset_plan
 from raydc.selflabel import Classifier, SelfLabeling, make_strategy, nmi_match
 
@@ -44,7 +44,7 @@ def embed_untrained(net: torch.nn.Module, x: torch.Tensor, batch_size: int) -> t
     as the first clustering steps will see it, which also sets the running statistics from the data (as the authors'
     code does: its untrained autoencoder is still in training mode at the initial k-means). Without BatchNorm both
     modes agree, and this is `embed`."""
-    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+    if not has_batch_norm(net):
         return embed(net, x)
     was_training = net.training
     net.train()
