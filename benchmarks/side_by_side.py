@@ -4,14 +4,18 @@ The authors' side is the W&B offline run file of their train.py (W&B offline, th
 trace CSV that `benchmarks/fidelity.py --trace` writes. Epochs are aligned by how many clustering epochs were trained
 (the authors log their k-means start as epoch 0; raydc's trace row e follows epoch e). The losses differ in kind:
 the authors log DEC's cross-entropy −Σ p log q, raydc its KL divergence, which has the same gradient (p is fixed).
+Given several runs of each (the same seeds, in the same order), it prints ACC's mean and standard deviation over
+them per epoch instead: the two codes draw different random streams from a seed, so their runs compare as groups.
 Example:
     python benchmarks/side_by_side.py --authors out/wandb/offline-run-*/run-*.wandb \
         --raydc traces/dec_baseline_seed0.csv
+    python benchmarks/side_by_side.py --authors s0.wandb s1.wandb --raydc traces/dec_baseline_seed{0,1}.csv
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import struct
 from pathlib import Path
 
@@ -76,21 +80,44 @@ def parting(theirs: dict[int, dict], ours: dict[int, dict], points: float) -> tu
     return (apart[0] if apart else None), for_good
 
 
+def shown(epochs: set[int], every: int) -> list[int]:
+    """The first five trained epochs, every n-th after them, and the last."""
+    return [e for e in sorted(epochs) if e <= 5 or e % every == 0 or e == max(epochs)]
+
+
+def acc_over_runs(runs: list[dict[int, dict]], epoch: int) -> str:
+    """ACC's mean ± standard deviation, in points, over the runs that reached the epoch, and how many did."""
+    accs = [100 * run[epoch]["acc"] for run in runs if epoch in run]
+    if not accs:
+        return f"{'-':>17}"
+    spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+    return f"{statistics.mean(accs):>6.2f} ± {spread:>5.2f} ({len(accs)})"
+
+
+def print_groups(theirs: list[dict[int, dict]], ours: list[dict[int, dict]], every: int) -> None:
+    print(f"{'epoch':>5} {'ACC authors':>19} {'ACC raydc':>19}")
+    for epoch in shown(set().union(*theirs, *ours), every):
+        print(f"{epoch:>5} {acc_over_runs(theirs, epoch):>19} {acc_over_runs(ours, epoch):>19}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--authors", type=Path, required=True, help="the authors' run-*.wandb file")
-    parser.add_argument("--raydc", type=Path, required=True, help="a trace CSV of benchmarks/fidelity.py --trace")
+    parser.add_argument("--authors", type=Path, nargs="+", required=True, help="the authors' run-*.wandb files")
+    parser.add_argument("--raydc", type=Path, nargs="+", required=True,
+                        help="trace CSVs of benchmarks/fidelity.py --trace, as many as --authors")
     parser.add_argument("--points", type=float, default=5.0, help="ACC difference (points) that counts as parted")
     parser.add_argument("--every", type=int, default=25, help="print every n-th epoch (plus the first five)")
     args = parser.parse_args()
-    theirs, ours = authors_epochs(args.authors), raydc_epochs(args.raydc)
+    if len(args.authors) != len(args.raydc):
+        parser.error(f"--authors has {len(args.authors)} runs and --raydc {len(args.raydc)}: give one of each per seed")
+    if len(args.authors) > 1:
+        print_groups([authors_epochs(p) for p in args.authors], [raydc_epochs(p) for p in args.raydc], args.every)
+        return
+    theirs, ours = authors_epochs(args.authors[0]), raydc_epochs(args.raydc[0])
     nan = {k: float("nan") for k in ALIGNED}
     print(f"{'epoch':>5} {'ACC authors':>11} {'raydc':>6} {'NMI authors':>11} {'raydc':>6} {'CE authors':>10} "
           f"{'KL raydc':>9} {'sizes authors':>13} {'grad l2':>8}")
-    last = max(theirs | ours)
-    for epoch in sorted(set(theirs) | set(ours)):
-        if epoch > 5 and epoch % args.every and epoch != last:
-            continue
+    for epoch in shown(set(theirs) | set(ours), args.every):
         a, r = theirs.get(epoch, nan | {"grad_l2": float("nan")}), ours.get(epoch, nan)
         sizes = f"{a['min_size']}–{a['max_size']}" if isinstance(a.get("min_size"), int) else "-"
         print(f"{epoch:>5} {100 * a['acc']:>11.2f} {100 * r['acc']:>6.2f} {100 * a['nmi']:>11.2f} "

@@ -151,3 +151,21 @@ def test_side_by_side_aligns_the_authors_wandb_run_with_a_raydc_trace(tmp_path, 
     assert "first after epoch 3, and for good from epoch 3" in out
     assert "authors: first 60.00, best 75.00, last 75.00 ACC over 5 epochs" in out
     assert "63–300" in out  # the authors' smallest and largest cluster after three epochs
+
+
+def test_side_by_side_compares_several_seeds_as_two_groups(monkeypatch, capsys):
+    """The two codes draw different streams from a seed: several runs of each compare by ACC's mean per epoch."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module("side_by_side")
+    sys.modules.pop("side_by_side", None)
+    theirs = [{0: {"acc": 0.40}, 1: {"acc": 0.60}, 2: {"acc": 0.62}}, {0: {"acc": 0.50}, 1: {"acc": 0.58}}]
+    ours = [{1: {"acc": 0.55}, 2: {"acc": 0.57}}, {1: {"acc": 0.45}, 2: {"acc": 0.61}}]
+    module.print_groups(theirs, ours, every=25)
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["0"].split()[1:] == ["45.00", "±", "7.07", "(2)", "-"]
+    assert rows["1"].split()[1:] == ["59.00", "±", "1.41", "(2)", "50.00", "±", "7.07", "(2)"]
+    assert rows["2"].split()[1:] == ["62.00", "±", "0.00", "(1)", "59.00", "±", "2.83", "(2)"]
+    monkeypatch.setattr(sys, "argv", ["side_by_side", "--authors", "a.wandb", "b.wandb", "--raydc", "a.csv"])
+    with pytest.raises(SystemExit):
+        module.main()
+    assert "--authors has 2 runs and --raydc 1" in capsys.readouterr().err
