@@ -82,7 +82,8 @@ def parting(theirs: dict[int, dict], ours: dict[int, dict], points: float) -> tu
 
 def shown(epochs: set[int], every: int) -> list[int]:
     """The first five trained epochs, every n-th after them, and the last."""
-    return [e for e in sorted(epochs) if e <= 5 or e % every == 0 or e == max(epochs)]
+    last = max(epochs)
+    return [e for e in sorted(epochs) if e <= 5 or e % every == 0 or e == last]
 
 
 def acc_over_runs(runs: list[dict[int, dict]], epoch: int) -> str:
