@@ -31,7 +31,7 @@ def trial_config(algorithm: str, mode: str, seed: int, args: argparse.Namespace)
             "net": {"batch_norm": args.batch_norm},
             "pretrain": {"epochs": args.pretrain_epochs},
             "train": {"algorithm": algorithm, "epochs": args.epochs, "precision": args.precision,
-                      "dcn_update": args.dcn_update, "compile": args.compile},
+                      "dcn_update": args.dcn_update, "compile": args.compile, "cluster_weight": args.cluster_weight},
             "brb": {"mode": mode, "alpha": 0.8, "interval": 20}, "eval": {"every": 1 if args.trace else args.epochs}}
 
 
@@ -89,6 +89,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"], help="train.precision")
     parser.add_argument("--dcn-update", default="epoch", choices=["epoch", "step"], help="train.dcn_update")
+    parser.add_argument("--cluster-weight", type=float, default=None,
+                        help="train.cluster_weight (unset: Table 5's); DCN at 2/k of it has the authors' code's loss scale")
     parser.add_argument("--compile", action="store_true", help="train.compile: the fused step's fidelity")
     parser.add_argument("--affine", default="torchvision", choices=["torchvision", "smooth"], help="data.affine")
     parser.add_argument("--resize", type=lambda v: None if v == "none" else int(v), default=28,
