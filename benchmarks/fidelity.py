@@ -14,7 +14,9 @@ import argparse
 import itertools
 import multiprocessing as mp
 import os
+import signal
 import statistics
+import sys
 import time
 
 # Table 13/14/15 (OPTDIGITS, no pretraining): ACC, NMI, ARI in percent; ARI only where the paper lists it.
@@ -46,7 +48,7 @@ def write_trace(epochs: list, path: str) -> None:
     """A trial's clustering epochs, one row each: what a side-by-side run of another implementation is read against."""
     import pandas as pd
 
-    columns = ["epoch", "loss", "acc", "nmi", "ari", "cl_change", "reset_applied"]
+    columns = ["epoch", "loss", "loss_cluster", "loss_reconstruction", "acc", "nmi", "ari", "cl_change", "reset_applied"]
     rows = [{c: getattr(e, c) for c in columns} for e in epochs if e.phase == "cluster"]
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     pd.DataFrame(rows, columns=columns).to_csv(path, index=False)
@@ -107,19 +109,27 @@ def main() -> None:
             else [(a, m, [s], args) for (a, m), s in itertools.product(variants, args.seeds)])
     started = time.perf_counter()
     results = []
-    with mp.get_context("spawn").Pool(args.jobs) as pool:
-        for group in pool.imap_unordered(run_group, jobs):
-            for algorithm, mode, seed, final, secs in group:
-                results.append((algorithm, mode, seed, final, secs))  # printed as they finish: a cut run keeps them
-                print(f"{algorithm}+{mode} seed {seed}: acc {final.get('acc', float('nan')):.4f} "
-                      f"k-means acc {final.get('kmeans_acc', float('nan')):.4f} empty clusters {final.get('empty')} "
-                      f"({secs:.0f}s)", flush=True)
+    # SIGTERM as Ctrl-C: leaving the pool's block then terminates its workers instead of orphaning them
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            for group in pool.imap_unordered(run_group, jobs):
+                for algorithm, mode, seed, final, secs in group:
+                    results.append((algorithm, mode, seed, final, secs))  # printed as they finish: a cut run keeps them
+                    print(f"{algorithm}+{mode} seed {seed}: acc {final.get('acc', float('nan')):.4f} "
+                          f"k-means acc {final.get('kmeans_acc', float('nan')):.4f} empty clusters "
+                          f"{final.get('empty')} ({secs:.0f}s)", flush=True)
+    except KeyboardInterrupt:
+        done = sorted(f"{a}+{m} seed {s}" for a, m, s, _, _ in results)
+        sys.exit(f"interrupted: its trials stopped; finished: {', '.join(done) or 'none'} (printed above). "
+                 "Rerun the command with the variants and --seeds not finished to go on.")
     wall = time.perf_counter() - started
     import torch
 
     device = torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
     print(f"\n{args.dataset}, pretrain {args.pretrain_epochs} epochs, {args.epochs} clustering epochs, "
-          f"α 0.8, T 20, lr 1e-3, DCN update {args.dcn_update}, compiled {args.compile}, affine {args.affine}, "
+          f"α 0.8, T 20, lr 1e-3, DCN update {args.dcn_update}, cluster weight {args.cluster_weight or 'Table 5'}, "
+          f"compiled {args.compile}, affine {args.affine}, "
           f"resize {args.resize}, batch norm {args.batch_norm}, population {args.population}, "
           f"seeds {args.seeds}, device {device}, wall {wall:.0f}s")
     print(f"{'variant':<12} {'ACC':>14} {'paper':>7} {'NMI':>14} {'paper':>7} {'ARI':>14} {'k-means ACC':>14} "

@@ -3,7 +3,8 @@
 The authors' side is the W&B offline run file of their train.py (W&B offline, the steps in RESULTS.md), raydc's the
 trace CSV that `benchmarks/fidelity.py --trace` writes. Epochs are aligned by how many clustering epochs were trained
 (the authors log their k-means start as epoch 0; raydc's trace row e follows epoch e). The losses differ in kind:
-the authors log DEC's cross-entropy −Σ p log q, raydc its KL divergence, which has the same gradient (p is fixed).
+the authors log DEC's cross-entropy −Σ p log q, raydc its KL divergence, which has the same gradient (p is fixed);
+for DCN the authors' cluster term is (1/k)·mean‖z − μ‖², raydc's eq 6's ½·mean‖z − μ‖² (k/2 times theirs).
 Given several runs of each (the same seeds, in the same order), it prints ACC's mean and standard deviation over
 them per epoch instead: the two codes draw different random streams from a seed, so their runs compare as groups.
 Example:
@@ -20,7 +21,7 @@ import struct
 from pathlib import Path
 
 BLOCK = 32768  # W&B's transaction log is LevelDB's log format: 32 KiB blocks of chunks
-ALIGNED = ["acc", "nmi", "loss"]
+ALIGNED = ["acc", "nmi", "loss", "cluster"]
 
 
 def wandb_records(path: Path) -> list:
@@ -59,7 +60,7 @@ def authors_epochs(path: Path) -> dict[int, dict]:
     """The authors' clustering epochs by how many were trained: ACC, NMI, loss, cluster sizes, gradient norm."""
     names = {"acc": "Clustering metrics/ACC", "nmi": "Clustering metrics/NMI", "loss": "Clustering train/loss",
              "min_size": "Clustering metrics/min_size", "max_size": "Clustering metrics/max_size",
-             "grad_l2": "Clustering train/l2_grad_norm"}
+             "grad_l2": "Clustering train/l2_grad_norm", "cluster": "Clustering train/cluster_loss"}
     return {int(h["Clustering epoch"]): {k: h.get(v, float("nan")) for k, v in names.items()}
             for h in wandb_history(path) if "Clustering epoch" in h and "Clustering metrics/ACC" in h}
 
@@ -67,8 +68,9 @@ def authors_epochs(path: Path) -> dict[int, dict]:
 def raydc_epochs(path: Path) -> dict[int, dict]:
     import pandas as pd
 
-    trace = pd.read_csv(path)
-    return {int(row.epoch) + 1: {k: float(getattr(row, k)) for k in ALIGNED} for row in trace.itertuples()}
+    trace = pd.read_csv(path).rename(columns={"loss_cluster": "cluster"})  # traces before it lack the term: NaN
+    return {int(row.epoch) + 1: {k: float(getattr(row, k, float("nan"))) for k in ALIGNED}
+            for row in trace.itertuples()}
 
 
 def parting(theirs: dict[int, dict], ours: dict[int, dict], points: float) -> tuple[int | None, int | None]:
@@ -116,13 +118,14 @@ def main() -> None:
         return
     theirs, ours = authors_epochs(args.authors[0]), raydc_epochs(args.raydc[0])
     nan = {k: float("nan") for k in ALIGNED}
-    print(f"{'epoch':>5} {'ACC authors':>11} {'raydc':>6} {'NMI authors':>11} {'raydc':>6} {'CE authors':>10} "
-          f"{'KL raydc':>9} {'sizes authors':>13} {'grad l2':>8}")
+    print(f"{'epoch':>5} {'ACC authors':>11} {'raydc':>6} {'NMI authors':>11} {'raydc':>6} {'loss authors':>12} "
+          f"{'raydc':>8} {'cluster authors':>15} {'raydc':>8} {'sizes authors':>13} {'grad l2':>8}")
     for epoch in shown(set(theirs) | set(ours), args.every):
         a, r = theirs.get(epoch, nan | {"grad_l2": float("nan")}), ours.get(epoch, nan)
         sizes = f"{a['min_size']}–{a['max_size']}" if isinstance(a.get("min_size"), int) else "-"
         print(f"{epoch:>5} {100 * a['acc']:>11.2f} {100 * r['acc']:>6.2f} {100 * a['nmi']:>11.2f} "
-              f"{100 * r['nmi']:>6.2f} {a['loss']:>10.4f} {r['loss']:>9.5f} {sizes:>13} {a['grad_l2']:>8.3f}")
+              f"{100 * r['nmi']:>6.2f} {a['loss']:>12.4f} {r['loss']:>8.4f} {a['cluster']:>15.4f} {r['cluster']:>8.4f} "
+              f"{sizes:>13} {a['grad_l2']:>8.3f}")
     first, for_good = parting(theirs, ours, args.points)
     print(f"\nACC more than {args.points:g} points apart first after epoch {first}, and for good from epoch {for_good}")
     for name, side in (("authors", theirs), ("raydc", ours)):
