@@ -169,3 +169,32 @@ def test_side_by_side_compares_several_seeds_as_two_groups(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         module.main()
     assert "--authors has 2 runs and --raydc 1" in capsys.readouterr().err
+
+
+def test_fidelity_stops_its_trials_when_terminated_and_says_how_to_go_on(tmp_path):
+    """SIGTERM to the script ends its pool's workers (none is left training, orphaned) and exits non-zero."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    script = [sys.executable, str(BENCHMARKS / "fidelity.py"), "--dataset", "digits", "--epochs", "500", "--seeds", "0",
+              "--algorithms", "dcn", "--modes", "baseline", "--device", "cpu", "--trace", str(tmp_path)]
+    run = subprocess.Popen(script, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "PYTHONPATH": str(BENCHMARKS.parent)})
+    deadline = time.monotonic() + 120
+    while not (workers := psutil.Process(run.pid).children(recursive=True)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert workers, "the pool started no worker"
+    time.sleep(3)  # the worker is inside its trial
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode != 0
+    assert "interrupted" in err and "--seeds not finished" in err
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    for orphan in alive:  # a failing run must not leave them training on
+        orphan.kill()
+    assert not alive, f"workers left running: {alive}"
+    assert not list(tmp_path.iterdir()), "an unfinished trial wrote a trace"
