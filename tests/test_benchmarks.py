@@ -153,6 +153,22 @@ def test_side_by_side_aligns_the_authors_wandb_run_with_a_raydc_trace(tmp_path, 
     assert "63–300" in out  # the authors' smallest and largest cluster after three epochs
 
 
+def test_side_by_side_reads_the_cluster_term_where_a_trace_has_it(tmp_path, monkeypatch):
+    """Traces written before fidelity.py kept the loss terms read on, with the term unknown."""
+    import math
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module("side_by_side")
+    sys.modules.pop("side_by_side", None)
+    new, old = tmp_path / "new.csv", tmp_path / "old.csv"
+    new.write_text("epoch,loss,loss_cluster,loss_reconstruction,acc,nmi,ari,cl_change,reset_applied\n"
+                   "0,0.05,0.3,0.0485,0.7,0.7,0.6,0.1,False\n")
+    old.write_text("epoch,loss,acc,nmi,ari,cl_change,reset_applied\n0,0.05,0.7,0.7,0.6,0.1,False\n")
+    assert module.raydc_epochs(new)[1]["cluster"] == 0.3
+    assert math.isnan(module.raydc_epochs(old)[1]["cluster"])
+    assert module.raydc_epochs(old)[1]["acc"] == 0.7
+
+
 def test_side_by_side_compares_several_seeds_as_two_groups(monkeypatch, capsys):
     """The two codes draw different streams from a seed: several runs of each compare by ACC's mean per epoch."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
