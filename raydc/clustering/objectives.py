@@ -66,7 +66,8 @@ def dec_cluster_loss(z: torch.Tensor, centers: torch.Tensor, views: int = 1) -> 
 
 def dcn_cluster_loss(z: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor, views: int = 1) -> torch.Tensor:
     """Eq 6, or eq 17 for views > 1 (z stacks the views' embeddings, (views·B, d)); h(z_i) = `labels`, the samples'
-    current assignments S_t, shared by every view."""
+    current assignments S_t, shared by every view. The BRB authors' code averages over the k one-hot columns too,
+    (1/k)·mean‖z − μ‖²: train.cluster_weight at 2/k of Table 5's runs at their scale (benchmarks/RESULTS.md)."""
     z = z.view(views, len(labels), -1)
     # ½ · mean over samples of the squared distance = ½ · d · (mean over elements): one fused kernel each way
     return 0.5 * z.shape[-1] * F.mse_loss(z, centers[labels].expand_as(z))
