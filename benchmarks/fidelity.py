@@ -48,7 +48,8 @@ def write_trace(epochs: list, path: str) -> None:
     """A trial's clustering epochs, one row each: what a side-by-side run of another implementation is read against."""
     import pandas as pd
 
-    columns = ["epoch", "loss", "loss_cluster", "loss_reconstruction", "acc", "nmi", "ari", "cl_change", "reset_applied"]
+    columns = ["epoch", "loss", "loss_cluster", "loss_reconstruction", "acc", "nmi", "ari", "cl_change",
+               "reset_applied"]
     rows = [{c: getattr(e, c) for c in columns} for e in epochs if e.phase == "cluster"]
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     pd.DataFrame(rows, columns=columns).to_csv(path, index=False)
@@ -92,7 +93,8 @@ def main() -> None:
     parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"], help="train.precision")
     parser.add_argument("--dcn-update", default="epoch", choices=["epoch", "step"], help="train.dcn_update")
     parser.add_argument("--cluster-weight", type=float, default=None,
-                        help="train.cluster_weight (unset: Table 5's); DCN at 2/k of it has the authors' code's loss scale")
+                        help="train.cluster_weight (unset: Table 5's); DCN at 2/k of it has the authors' code's "
+                             "loss scale")
     parser.add_argument("--compile", action="store_true", help="train.compile: the fused step's fidelity")
     parser.add_argument("--affine", default="torchvision", choices=["torchvision", "smooth"], help="data.affine")
     parser.add_argument("--resize", type=lambda v: None if v == "none" else int(v), default=28,
