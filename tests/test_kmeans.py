@@ -68,6 +68,18 @@ def test_methods_are_deterministic_given_the_seed(blobs, method):
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
 
 
+def test_reclustering_keeps_the_best_of_its_kmeans_seedings():
+    # 12 overlapping blobs: a single k-means++ seeding ends in a worse local optimum for some seeds
+    x, _ = make_blobs(n_samples=1200, centers=12, n_features=4, cluster_std=1.5, center_box=(-10, 10), random_state=0)
+    x = torch.tensor(x, dtype=torch.float32)
+    once = [inertia(x, recluster(x, 12, "kmeans", seeded(s))[0]) for s in range(10)]
+    best_of_ten = [inertia(x, recluster(x, 12, "kmeans", seeded(s), n_init=10)[0]) for s in range(10)]
+    # the first of ten seedings is the single run's, so ten can only do as well or better
+    assert all(b <= o * (1 + 1e-6) for b, o in zip(best_of_ten, once))
+    assert sum(b < o * (1 - 1e-3) for b, o in zip(best_of_ten, once)) >= 1
+    assert max(best_of_ten) - min(best_of_ten) < max(once) - min(once)
+
+
 def test_unknown_method_is_named_in_the_error(blobs):
     with pytest.raises(ValueError, match="'spectral'.*kmeans, kmeans\\+\\+, kmedoids, em, random"):
         recluster(blobs[0], K, "spectral", seeded())

@@ -269,10 +269,13 @@ RECLUSTER_METHODS: dict[str, Reclusterer] = {
 }
 
 
-def recluster(x: Tensor, k: int, method: str, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Cluster x into k groups with the named method; returns (centers (k, d), labels (n,) int64)."""
+def recluster(x: Tensor, k: int, method: str, generator: torch.Generator, n_init: int = 1) -> tuple[Tensor, Tensor]:
+    """Cluster x into k groups with the named method; returns (centers (k, d), labels (n,) int64). k-means keeps
+    the best of ``n_init`` seedings by inertia; the other methods start once."""
     try:
         algorithm = RECLUSTER_METHODS[method]
     except KeyError:
         raise ValueError(f"unknown recluster method {method!r}; valid methods: {', '.join(RECLUSTER_METHODS)}") from None
+    if method == "kmeans":
+        return kmeans(x, k, generator, n_init=n_init)
     return algorithm(x, k, generator)

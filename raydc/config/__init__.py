@@ -25,7 +25,7 @@ EXECUTION_FIELDS = ("device", "checkpoint_every", "train.cuda_graphs", "train.co
 # Settings added after trials were recorded, with what those trials ran with: ids and cache keys name a setting only
 # where it acts and differs from this, so the ids recorded then still name what they computed.
 FORMER_DEFAULTS = {"data.affine": "smooth", "data.resize": None, "train.drop_last": False, "brb.reset_init": "linear",
-                   "brb.reset_momentum": True, "net.batch_norm": False}
+                   "brb.reset_momentum": True, "net.batch_norm": False, "brb.recluster_inits": 1}
 # BRB modes that draw fresh weights φ (the others leave weights alone or draw scaled Gaussians).
 PHI_MODES = {"reset", "brb", "disentangled", "perturb_only"}
 LEARNABLE_CENTROID_ALGORITHMS = ("dec", "idec")  # DCN moves its centroids by running means, LFSS by k-means
@@ -152,6 +152,9 @@ class BRBConfig(_Group):
     block_alpha: float | None = Field(default=None, ge=0.0, le=1.0)  # α of ResNet block 4; None = alpha
     block_alpha_step: float = Field(default=0.0, ge=0.0, le=1.0)  # α grows by this per ResNet block below block 4
     recluster: ReclusterMethod = "kmeans"
+    # k-means++ seedings per reclustering k-means, the best by inertia kept: the authors' code reclusters with
+    # scikit-learn's KMeans(n_init=10); one seeding lands in a poor local optimum more often
+    recluster_inits: int = Field(default=10, ge=1)
     subsample: int = Field(default=10_000, ge=1)
     # Zero the centroids' Adam moments at each reclustering. None = as the authors: with weight resets, not when
     # reclustering alone (mode recluster).
@@ -270,6 +273,12 @@ class TrialConfig(_Group):
         return wanted and self._recenters
 
     @property
+    def reclusters_by_kmeans(self) -> bool:
+        """Whether BRB's periodic step computes new centroids by k-means (disentangled takes label means)."""
+        return (self.brb.mode in RECLUSTERING_MODES and self.brb.mode != "disentangled"
+                and self.brb.recluster == "kmeans")
+
+    @property
     def drops_last_batch(self) -> bool:
         return self.train.drop_last and self.train.algorithm != "lfss"
 
@@ -280,7 +289,8 @@ class TrialConfig(_Group):
                   "train.drop_last": self.drops_last_batch,
                   "brb.reset_init": self.brb.reset_init if self.brb.mode in PHI_MODES else None,
                   "brb.reset_momentum": self.resets_center_momentum if self._recenters else None,
-                  "net.batch_norm": self.net.batch_norm}
+                  "net.batch_norm": self.net.batch_norm,
+                  "brb.recluster_inits": self.brb.recluster_inits if self.reclusters_by_kmeans else None}
         return {name: value for name, value in acting.items()
                 if value is not None and value != FORMER_DEFAULTS[name]}
 

@@ -46,6 +46,8 @@ RULES: dict[str, Rule] = {
     "brb.block_alpha_step": Rule(_resets_block, f"{_modes(RESETTING_MODES)} and brb.layers holds a ResNet block"),
     "brb.interval": Rule(lambda c: c.brb.mode != "baseline", "brb.mode is not baseline"),
     "brb.recluster": Rule(lambda c: c.brb.mode in CENTROID_RECLUSTERING_MODES, _modes(CENTROID_RECLUSTERING_MODES)),
+    "brb.recluster_inits": Rule(lambda c: c.reclusters_by_kmeans,
+                                f"{_modes(CENTROID_RECLUSTERING_MODES)} and brb.recluster is kmeans"),
     "brb.subsample": Rule(lambda c: c.brb.mode in RECLUSTERING_MODES, _modes(RECLUSTERING_MODES)),
     "brb.reset_momentum": Rule(lambda c: c.brb.mode in RECLUSTERING_MODES
                                and c.train.algorithm in LEARNABLE_CENTROID_ALGORITHMS,
