@@ -170,6 +170,19 @@ def test_each_mode_touches_what_it_should(mode, weights_change, centers_change, 
     assert _effects(mode, digits, cache) == (weights_change, centers_change)
 
 
+def test_reclustering_keeps_the_configured_number_of_kmeans_seedings(monkeypatch, digits, cache):
+    import raydc.clustering.kmeans as kmeans_module
+
+    seedings, run = [], kmeans_module.kmeans
+    monkeypatch.setattr(kmeans_module, "kmeans", lambda *a, **kw: seedings.append(kw["n_init"]) or run(*a, **kw))
+    for inits in (3, None):
+        trial = _ready_trial(_config(brb={"mode": "recluster", **({"recluster_inits": inits} if inits else {})}),
+                             digits, cache)
+        seedings.clear()
+        trial.periodic_step()
+        assert seedings == [inits or 10]  # 10 by default, as the authors' scikit-learn KMeans(n_init=10)
+
+
 def test_disentangled_centroids_are_label_means_of_unperturbed_embedding(digits, cache):
     trial = _ready_trial(_config(brb={"mode": "disentangled", "subsample": 5000}), digits, cache)
     trial.periodic_step()
