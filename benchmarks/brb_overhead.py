@@ -43,7 +43,8 @@ def step_parts(trial: Trial, subsample: int) -> dict[str, Callable[[dict], None]
         state["z"] = state["z_all"][pick.to(device)]
 
     def cluster(state: dict) -> None:
-        state["centers"], _ = recluster(state["z"], data.n_clusters, brb.recluster, generator)
+        state["centers"], _ = recluster(state["z"], data.n_clusters, brb.recluster, generator,
+                                        n_init=brb.recluster_inits)
 
     def momentum(state: dict) -> None:
         if held.model.learnable_centers:
