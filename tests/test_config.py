@@ -120,7 +120,8 @@ def _merged(*parts: dict) -> dict:
     return out
 
 
-# What trials ran with before data.affine, data.resize, train.drop_last, brb.reset_init and brb.recluster_inits existed.
+# What trials ran with before data.affine, data.resize, train.drop_last, brb.reset_init and brb.recluster_inits
+# existed.
 FORMER = {"data": {"affine": "smooth", "resize": None}, "train": {"drop_last": False},
           "brb": {"reset_init": "linear", "recluster_inits": 1}}
 NEW_DEFAULTS = [{"data": {"affine": "torchvision"}}, {"data": {"resize": 28}}, {"train": {"drop_last": True}},
@@ -170,7 +171,8 @@ def test_settings_added_later_keep_recorded_ids_and_key_what_they_change():
     same_everywhere({"brb": {"reset_momentum": True}}, {"brb": {"reset_momentum": None}})
     # Reclustering k-means seeded once before: the number of seedings is named only where k-means reclusters.
     same_everywhere({"brb": {"mode": "reset", "recluster_inits": 10}, **shared}, {"brb": {"recluster_inits": 1}})
-    same_everywhere({"brb": {"recluster": "kmedoids", "recluster_inits": 10}, **shared}, {"brb": {"recluster_inits": 1}})
+    same_everywhere({"brb": {"recluster": "kmedoids", "recluster_inits": 10}, **shared},
+                    {"brb": {"recluster_inits": 1}})
     recluster = {"brb": {"mode": "recluster"}}
     assert not former(recluster).resets_center_momentum
     assert former(recluster, {"brb": {"reset_momentum": True}}).resets_center_momentum
