@@ -71,8 +71,11 @@ def _assert_same_trajectory(alone, together, result_alone, result_together, algo
     ("idec", "epoch", "brb", "float32", True), ("dcn", "step", "brb", "float32", True),
 ])
 def test_one_member_population_reproduces_fit(algorithm, dcn_update, mode, precision, batch_norm, digits, cache):
+    # With BatchNorm the lone and stacked embeddings part in their last bits; a best-of-ten reclustering k-means can
+    # then keep another of two near-tied seedings: one seeding keeps this test on the stack's arithmetic
+    seedings = {"recluster_inits": 1} if batch_norm else {}
     config = _config(train={"algorithm": algorithm, "augment": False, "dcn_update": dcn_update,
-                            "precision": precision}, brb={"mode": mode}, net={"batch_norm": batch_norm})
+                            "precision": precision}, brb={"mode": mode, **seedings}, net={"batch_norm": batch_norm})
     result_alone, alone = _alone(config, digits, cache)
     [result_together], [together] = _together([config], digits, cache)
     _assert_same_trajectory(alone, together, result_alone, result_together, algorithm,
