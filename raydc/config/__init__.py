@@ -39,6 +39,8 @@ CONTRASTIVE_CLUSTER_WEIGHT = {"idec": 1.0, "dcn": 1e-4}
 RESETTING_MODES = {"reset", "brb", "disentangled", "perturb_only", "scaled_gaussian"}
 # Modes whose periodic step replaces the centroids.
 RECLUSTERING_MODES = {"recluster", "brb", "disentangled", "embedding_noise", "perturb_only", "scaled_gaussian"}
+# Reclustering modes that compute new centroids with brb.recluster (disentangled uses label means).
+CENTROID_RECLUSTERING_MODES = RECLUSTERING_MODES - {"disentangled"}
 MLP_LAYER_GROUPS = ("encoder", "decoder")
 RESNET_LAYER_GROUPS = ("encoder", "block1", "block2", "block3", "block4", "projector", "batchnorm")
 # Device types a trial runs on; "auto" picks cuda when available.
@@ -275,8 +277,7 @@ class TrialConfig(_Group):
     @property
     def reclusters_by_kmeans(self) -> bool:
         """Whether BRB's periodic step computes new centroids by k-means (disentangled takes label means)."""
-        return (self.brb.mode in RECLUSTERING_MODES and self.brb.mode != "disentangled"
-                and self.brb.recluster == "kmeans")
+        return self.brb.mode in CENTROID_RECLUSTERING_MODES and self.brb.recluster == "kmeans"
 
     @property
     def drops_last_batch(self) -> bool:

@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from raydc.config import LEARNABLE_CENTROID_ALGORITHMS, PHI_MODES, RECLUSTERING_MODES, RESETTING_MODES, TrialConfig
-
-# Reclustering modes that compute new centroids with brb.recluster (disentangled uses label means).
-CENTROID_RECLUSTERING_MODES = RECLUSTERING_MODES - {"disentangled"}
+from raydc.config import (CENTROID_RECLUSTERING_MODES, LEARNABLE_CENTROID_ALGORITHMS, PHI_MODES, RECLUSTERING_MODES,
+                          RESETTING_MODES, TrialConfig)
 
 
 @dataclass(frozen=True)
