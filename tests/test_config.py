@@ -28,6 +28,7 @@ def test_defaults_are_table5():
     ({"brb": {"layers": ["encoder", "head"]}}, "brb.layers"),
     ({"brb": {"recluster": "dbscan"}}, "brb.recluster"),
     ({"brb": {"recluster_inits": 0}}, "brb.recluster_inits"),
+    ({"train": {"init_kmeans_inits": 0}}, "train.init_kmeans_inits"),
     ({"train": {"lr": 0}}, "train.lr"),
     ({"pretrain": {"epochs": -1}}, "pretrain.epochs"),
     ({"train": {"epoch": 3}}, "train.epoch"),

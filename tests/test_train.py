@@ -183,6 +183,17 @@ def test_reclustering_keeps_the_configured_number_of_kmeans_seedings(monkeypatch
         assert seedings == [inits or 10]  # 10 by default, as the authors' scikit-learn KMeans(n_init=10)
 
 
+def test_initial_kmeans_keeps_the_configured_number_of_seedings(monkeypatch, digits, cache):
+    import raydc.engine.state as state_module
+
+    seedings, run = [], state_module.kmeans
+    monkeypatch.setattr(state_module, "kmeans", lambda *a, **kw: seedings.append(kw["n_init"]) or run(*a, **kw))
+    for inits in (10, None):
+        seedings.clear()
+        _ready_trial(_config(train={"init_kmeans_inits": inits} if inits else {}), digits, cache)
+        assert seedings == [inits or 4]  # 4 by default, the rows measured before the setting existed
+
+
 def test_disentangled_centroids_are_label_means_of_unperturbed_embedding(digits, cache):
     trial = _ready_trial(_config(brb={"mode": "disentangled", "subsample": 5000}), digits, cache)
     trial.periodic_step()

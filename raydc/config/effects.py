@@ -53,6 +53,7 @@ RULES: dict[str, Rule] = {
     "brb.reset_init": Rule(lambda c: c.brb.mode in PHI_MODES, _modes(PHI_MODES)),
     "data.resize": Rule(lambda c: c.affine_style is not None, "data.name is a grayscale dataset"),
     "train.drop_last": Rule(lambda c: c.train.algorithm != "lfss", "train.algorithm is not lfss"),
+    "train.init_kmeans_inits": Rule(lambda c: c.train.algorithm != "lfss", "train.algorithm is not lfss"),
     "brb.noise_beta": Rule(lambda c: c.brb.mode == "embedding_noise", "brb.mode is embedding_noise"),
     "train.cluster_weight": Rule(lambda c: c.train.algorithm in ("idec", "dcn"),
                                  "train.algorithm is idec or dcn (DEC trains on the cluster loss alone)"),

@@ -22,7 +22,6 @@ from raydc.selflabel import Classifier, SelfLabeling, make_strategy, nmi_match
 
 CLUSTER_SEED_OFFSET = 2_000_003  # clustering draws from a stream independent of pretraining
 EMBED_CHUNK = 8192
-INIT_KMEANS_RESTARTS = 4
 HEAD_SEED_OFFSET = 3_000_017  # the self-labeling head's initialisation has its own stream
 
 
@@ -85,7 +84,7 @@ class TrialState:
         pretrained = self.config.pretrain.epochs > 0
         z = embed(self.net, self.data.x) if pretrained else embed_untrained(self.net, self.data.x,
                                                                             self.config.train.batch_size)
-        centers, labels = kmeans(z, self.data.n_clusters, self.generator, n_init=INIT_KMEANS_RESTARTS)
+        centers, labels = kmeans(z, self.data.n_clusters, self.generator, n_init=self.config.train.init_kmeans_inits)
         self._build_model(centers, labels)
         self.prev_labels = labels
 

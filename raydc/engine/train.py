@@ -22,10 +22,11 @@ from raydc.engine.model import model_state
 from raydc.engine.pretrain import cluster_cache_path, is_contrastive, pretrained_state
 from raydc.engine.records import FINAL_METRICS, KMEANS_METRICS, EpochRecord, TrialRecord
 from raydc.selflabel import SelfLabeling
-from raydc.engine.state import INIT_KMEANS_RESTARTS, TrialState, embed
+from raydc.engine.state import TrialState, embed
 from raydc.engine.trial import Trial
 
 Report = Callable[[EpochRecord], None]
+KMEANS_SCORE_INITS = 4  # seedings of the fresh k-means that scores an embedding, fixed so scores stay comparable
 
 
 def resolve_device(name: str) -> torch.device:
@@ -249,7 +250,7 @@ def self_labeling_stage(state: TrialState, stage: SelfLabeling, saved: dict[str,
 
 def kmeans_scores(z: torch.Tensor, data: Dataset, generator: torch.Generator) -> dict[str, float]:
     """ACC/NMI/ARI of a fresh k-means on the embedding (as ClustPy reports `labels_`)."""
-    _, labels = kmeans(z, data.n_clusters, generator, n_init=INIT_KMEANS_RESTARTS)
+    _, labels = kmeans(z, data.n_clusters, generator, n_init=KMEANS_SCORE_INITS)
     y = data.y
     return dict(zip(KMEANS_METRICS, metrics.label_scores(y, labels)))
 

@@ -106,6 +106,7 @@ CONFIG = {
     "train.compile": "whether the loss terms are compiled with torch.compile",
     "train.dcn_update": "DCN centre update: after each epoch or each step",
     "train.drop_last": "whether the last incomplete batch of an epoch is dropped",
+    "train.init_kmeans_inits": "k-means++ seedings of the initial k-means, the best by inertia kept",
     "brb.mode": "BRB variant or ablation (brb, baseline, reset only, recluster only, ...)",
     "brb.alpha": "soft reset strength α: weights become α·old + (1 − α)·fresh, fraction [0, 1]",
     "brb.interval": "clustering epochs T between BRB steps",
