@@ -150,6 +150,10 @@ def test_settings_added_later_keep_recorded_ids_and_key_what_they_change():
     assert pretrain_key(former()) == "02cd970fa683554dfa2f"
     assert pretrain_key(former({"net": {"batch_norm": True}})) != pretrain_key(former())
     assert trial_id(former({"net": {"batch_norm": True}})) != trial_id(former())
+    # The initial k-means's seedings keep their former default (4): named only where they differ from it.
+    more_seedings = {"train": {"init_kmeans_inits": 10}}
+    assert trial_id(former(more_seedings)) != trial_id(former())
+    assert pretrain_key(former(more_seedings)) == pretrain_key(former())
     # Pretraining sees the resized images always, the affine style only when it augments.
     assert pretrain_key(former({"data": {"resize": 28}})) != pretrain_key(former())
     assert pretrain_key(former({"data": {"affine": "torchvision"}})) == pretrain_key(former())
