@@ -28,6 +28,7 @@ _PRETRAINS = Rule(lambda c: c.pretrain.epochs > 0, "pretrain.epochs > 0")
 _SELF_LABELS = Rule(lambda c: c.selflabel.epochs > 0, "selflabel.epochs > 0")
 _RESNET = Rule(lambda c: c.net.arch == "resnet18", "net.arch is resnet18")
 _LFSS = Rule(lambda c: c.train.algorithm == "lfss", "train.algorithm is lfss")
+_CENTROIDS = Rule(lambda c: c.train.algorithm != "lfss", "train.algorithm is not lfss")  # a k-means start, whole batches
 _SHRINK_PERTURB = Rule(lambda c: c.resl.strategy in ("sp", "sp_star"), "resl.strategy is sp or sp_star")
 _HARE_TORTOISE = Rule(lambda c: c.resl.strategy == "ht", "resl.strategy is ht")
 
@@ -52,8 +53,8 @@ RULES: dict[str, Rule] = {
                                f"{_modes(RECLUSTERING_MODES)} and train.algorithm is dec or idec"),
     "brb.reset_init": Rule(lambda c: c.brb.mode in PHI_MODES, _modes(PHI_MODES)),
     "data.resize": Rule(lambda c: c.affine_style is not None, "data.name is a grayscale dataset"),
-    "train.drop_last": Rule(lambda c: c.train.algorithm != "lfss", "train.algorithm is not lfss"),
-    "train.init_kmeans_inits": Rule(lambda c: c.train.algorithm != "lfss", "train.algorithm is not lfss"),
+    "train.drop_last": _CENTROIDS,
+    "train.init_kmeans_inits": _CENTROIDS,
     "brb.noise_beta": Rule(lambda c: c.brb.mode == "embedding_noise", "brb.mode is embedding_noise"),
     "train.cluster_weight": Rule(lambda c: c.train.algorithm in ("idec", "dcn"),
                                  "train.algorithm is idec or dcn (DEC trains on the cluster loss alone)"),
