@@ -1,5 +1,7 @@
 """Cost of BRB's reclustering: seconds per call of each method and tensor operations (kernel launches on a GPU) of
 k-means++ seeding and of one Lloyd iteration, on a BRB-sized embedding (10,000 × 10, a mixture of 10 blobs).
+Each method starts once (EM with full covariances); then the variants a trial can configure: EM with diagonal
+covariances (brb.em_covariance) and the methods that keep the best of --inits starts (brb.recluster_inits).
 
 A Lloyd iteration's operations are counted as the difference between 10 and 50 iterations run to the end,
 so the count does not depend on when a run converges. Example:
@@ -18,6 +20,7 @@ from eval_time import seconds
 from profile_step import OperationCount
 
 from raydc.clustering.kmeans import RECLUSTER_METHODS, _kmeans_plusplus_indices, kmeans, recluster
+from raydc.config import SEEDED_RECLUSTER_METHODS
 from raydc.engine.train import resolve_device
 
 
@@ -40,6 +43,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=10)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--inits", type=int, default=10, help="starts of the seeded methods' variants (default 10)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -56,9 +60,17 @@ def main() -> None:
 
     seeding = operations(lambda: _kmeans_plusplus_indices(x, args.k, generator()))
     print(f"operations: k-means++ seeding {seeding}, one Lloyd iteration {(lloyd(50) - lloyd(10)) / 40:.1f}")
-    print(f"{'method':<10} {'s/call':>10}")
+    print(f"{'method':<14} {'s/call':>10}")
+    def timed(label: str, method: str, **options) -> None:
+        per_call = seconds(lambda: recluster(x, args.k, method, generator(), **options), device, args.repeats)
+        print(f"{label:<14} {per_call:10.6f}")
+
     for method in RECLUSTER_METHODS:
-        print(f"{method:<10} {seconds(lambda: recluster(x, args.k, method, generator()), device, args.repeats):10.6f}")
+        timed(method, method)
+    timed("em-diag", "em", em_covariance="diag")
+    for method in SEEDED_RECLUSTER_METHODS:
+        timed(f"{method}-x{args.inits}", method, n_init=args.inits)
+    timed(f"em-diag-x{args.inits}", "em", n_init=args.inits, em_covariance="diag")
 
 
 if __name__ == "__main__":

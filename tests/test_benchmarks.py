@@ -56,8 +56,22 @@ def test_recluster_benchmark_counts_operations_and_times_every_method(monkeypatc
     lines = capsys.readouterr().out.splitlines()
     counts = next(line for line in lines if line.startswith("operations:"))
     assert float(counts.split()[-1]) > 0 and int(counts.split()[3].rstrip(",")) > 0
-    timed = {line.split()[0]: float(line.split()[1]) for line in lines if line.split()[0] in RECLUSTER_METHODS}
-    assert set(timed) == set(RECLUSTER_METHODS) and all(s > 0 for s in timed.values())
+    variants = {"em-diag", "kmeans-x10", "em-x10", "em-diag-x10"}
+    timed = {line.split()[0]: float(line.split()[1]) for line in lines
+             if line.split()[0] in {*RECLUSTER_METHODS, *variants}}
+    assert set(timed) == {*RECLUSTER_METHODS, *variants} and all(s > 0 for s in timed.values())
+
+
+def test_em_reference_compares_both_codes_on_each_covariance(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module("em_reference")
+    monkeypatch.setattr(sys, "argv", ["em_reference", "--dataset", "digits", "--seeds", "0", "--inits", "2"])
+    module.main()
+    sys.modules.pop("em_reference", None)
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[0] in ("full", "diag")]
+    assert [(r[0], r[1]) for r in rows] == [("full", "raydc"), ("full", "scikit-learn"),
+                                            ("diag", "raydc"), ("diag", "scikit-learn")]
+    assert all(0 < float(r[2]) <= 1 and float(r[-1]) > 0 for r in rows), rows
 
 
 def test_gpu_suite_refuses_an_unknown_part_before_running_anything(tmp_path):

@@ -28,6 +28,7 @@ def test_defaults_are_table5():
     ({"brb": {"layers": ["encoder", "head"]}}, "brb.layers"),
     ({"brb": {"recluster": "dbscan"}}, "brb.recluster"),
     ({"brb": {"recluster_inits": 0}}, "brb.recluster_inits"),
+    ({"brb": {"em_covariance": "spherical"}}, "brb.em_covariance"),
     ({"train": {"init_kmeans_inits": 0}}, "train.init_kmeans_inits"),
     ({"train": {"lr": 0}}, "train.lr"),
     ({"pretrain": {"epochs": -1}}, "pretrain.epochs"),
@@ -122,10 +123,10 @@ def _merged(*parts: dict) -> dict:
     return out
 
 
-# What trials ran with before data.affine, data.resize, train.drop_last, brb.reset_init and brb.recluster_inits
-# existed.
+# What trials ran with before data.affine, data.resize, train.drop_last, brb.reset_init, brb.recluster_inits and
+# brb.em_covariance existed.
 FORMER = {"data": {"affine": "smooth", "resize": None}, "train": {"drop_last": False},
-          "brb": {"reset_init": "linear", "recluster_inits": 1}}
+          "brb": {"reset_init": "linear", "recluster_inits": 1, "em_covariance": "diag"}}
 NEW_DEFAULTS = [{"data": {"affine": "torchvision"}}, {"data": {"resize": 28}}, {"train": {"drop_last": True}},
                 {"brb": {"reset_init": "kaiming"}}, {"brb": {"recluster_inits": 10}}]
 
@@ -179,6 +180,17 @@ def test_settings_added_later_keep_recorded_ids_and_key_what_they_change():
     same_everywhere({"brb": {"mode": "reset", "recluster_inits": 10}, **shared}, {"brb": {"recluster_inits": 1}})
     same_everywhere({"brb": {"recluster": "kmedoids", "recluster_inits": 10}, **shared},
                     {"brb": {"recluster_inits": 1}})
+    # EM reclustered from one start with diagonal covariances before; each of today's settings names itself there
+    # and nowhere else.
+    em = {"brb": {"recluster": "em"}}
+    assert trial_id(former(em)) == "c33bd02b48beb359"
+    usps_dcn = {"data": {"name": "usps"}, "train": {"algorithm": "dcn"}, "seed": 3}
+    assert trial_id(former(em, usps_dcn)) == "2ddf6b4aef3f72c1"
+    for new in ({"brb": {"em_covariance": "full"}}, {"brb": {"recluster_inits": 10}}):
+        assert trial_id(former(em, new)) != trial_id(former(em)), new
+    assert trial_id(make_config(em)) != trial_id(former(em))
+    same_everywhere(shared, {"brb": {"em_covariance": "full"}})  # k-means has no covariances
+    same_everywhere({"brb": {"mode": "reset", "recluster": "em"}, **shared}, {"brb": {"em_covariance": "full"}})
     recluster = {"brb": {"mode": "recluster"}}
     assert not former(recluster).resets_center_momentum
     assert former(recluster, {"brb": {"reset_momentum": True}}).resets_center_momentum

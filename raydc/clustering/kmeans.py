@@ -1,4 +1,5 @@
-"""Device-side (re)clustering of embeddings: k-means, k-means++, k-medoids, diagonal GMM, random centres.
+"""Device-side (re)clustering of embeddings: k-means, k-means++, k-medoids, Gaussian mixtures by EM,
+random centres.
 
 Every routine takes an (n, d) tensor on any device and a ``torch.Generator`` that may live on another
 device; random numbers are drawn on the generator's device and moved, so results are reproducible
@@ -211,38 +212,73 @@ def _diag_gaussian_log_prob(x: Tensor, x_sq: Tensor, means: Tensor, variances: T
     return log_weights - 0.5 * (x.shape[1] * math.log(2 * math.pi) + log_det + mahalanobis)
 
 
-def gmm_em(
-    x: Tensor, k: int, generator: torch.Generator, *, max_iter: int = 100, tol: float = 1e-4, reg: float = 1e-6
-) -> tuple[Tensor, Tensor]:
-    """EM for a diagonal-covariance Gaussian mixture, initialised from k-means.
+def _full_gaussian_log_prob(x: Tensor, means: Tensor, covariances: Tensor, log_weights: Tensor) -> Tensor:
+    """(n, k) log w_j + log N(x | μ_j, Σ_j) through the Cholesky factors Σ_j = L_j L_jᵀ; holds (k, d, n)."""
+    chol = torch.linalg.cholesky(covariances)
+    white = torch.linalg.solve_triangular(chol, (x.unsqueeze(0) - means.unsqueeze(1)).transpose(1, 2), upper=False)
+    log_det = 2 * chol.diagonal(dim1=1, dim2=2).log().sum(1)
+    return log_weights - 0.5 * (x.shape[1] * math.log(2 * math.pi) + log_det + white.pow(2).sum(1).T)
 
-    Responsibilities are computed in log space; ``reg`` is added to every variance; EM stops once the
-    mean log-likelihood changes by less than ``tol`` between iterations.
+
+# What each covariance form's EM regularises and stops at. full: the BRB authors' reclustering,
+# scikit-learn's GaussianMixture(covariance_type="full", reg_covar=1e-5) at its default tol; diag: as raydc's EM ran
+# before it had full covariances.
+EM_SETTINGS = {"full": {"reg": 1e-5, "tol": 1e-3}, "diag": {"reg": 1e-6, "tol": 1e-4}}
+
+
+def _em_log_prob(x: Tensor, x_sq: Tensor, resp: Tensor, covariance: str, reg: float) -> tuple[Tensor, Tensor]:
+    """M step from the responsibilities, then the (n, k) joint log-densities under it; also returns the means."""
+    # Guards empty components against 0/0, as scikit-learn does.
+    mass = resp.sum(0) + 10 * torch.finfo(x.dtype).eps
+    means = (resp.T @ x) / mass.unsqueeze(1)
+    log_weights = (mass / x.shape[0]).log()
+    if covariance == "diag":
+        variances = ((resp.T @ x_sq) / mass.unsqueeze(1) - means.pow(2)).clamp_min(0) + reg
+        return _diag_gaussian_log_prob(x, x_sq, means, variances, log_weights), means
+    diffs = x.unsqueeze(0) - means.unsqueeze(1)  # (k, n, d)
+    covariances = (diffs * resp.T.unsqueeze(2)).transpose(1, 2) @ diffs / mass.view(-1, 1, 1)
+    covariances = covariances + reg * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    return _full_gaussian_log_prob(x, means, covariances, log_weights), means
+
+
+def gmm_em(
+    x: Tensor, k: int, generator: torch.Generator, *, n_init: int = 1, covariance: str = "full", max_iter: int = 100
+) -> tuple[Tensor, Tensor]:
+    """EM for a Gaussian mixture with full or diagonal covariances, each start from one k-means run; the best of
+    ``n_init`` starts by mean log-likelihood is kept (scikit-learn's GaussianMixture with init_params="kmeans").
+
+    Responsibilities are computed in log space; EM_SETTINGS[covariance] gives the regularisation added to every
+    variance and the change of the mean log-likelihood under which EM stops.
     Returns (means (k, d), labels (n,) int64 = most responsible component).
     """
+    if covariance not in EM_SETTINGS:
+        raise ValueError(f"unknown covariance {covariance!r}; valid: {', '.join(EM_SETTINGS)}")
+    reg, tol = EM_SETTINGS[covariance]["reg"], EM_SETTINGS[covariance]["tol"]
     x = _as_float(x)
     _check_k(x, k)
     offset = x.mean(0)
     xc = x - offset
-    x_sq = xc.pow(2)
-    means, labels = kmeans(xc, k, generator)
-    resp = F.one_hot(labels, k).to(x.dtype)
-    # Guards empty components against 0/0, as scikit-learn does.
-    eps = 10 * torch.finfo(x.dtype).eps
-    previous_ll = torch.tensor(-math.inf, dtype=x.dtype, device=x.device)
-    for it in range(1, max_iter + 1):
-        mass = resp.sum(0) + eps
-        means = (resp.T @ xc) / mass.unsqueeze(1)
-        variances = ((resp.T @ x_sq) / mass.unsqueeze(1) - means.pow(2)).clamp_min(0) + reg
-        log_prob = _diag_gaussian_log_prob(xc, x_sq, means, variances, (mass / x.shape[0]).log())
-        log_norm = log_prob.logsumexp(1, keepdim=True)
-        resp = (log_prob - log_norm).exp()
-        ll = log_norm.mean()
-        change = (ll - previous_ll).abs()
-        previous_ll = ll
-        if it % CHECK_EVERY == 0 and bool(change < tol):
-            break
-    return means + offset, resp.argmax(1)
+    # A full covariance of a tight component is near-singular in float32 at an embedding's scale: factor in float64.
+    work = xc.double() if covariance == "full" else xc
+    x_sq = work.pow(2)
+    best_ll, best = -math.inf, None
+    for _ in range(max(n_init, 1)):
+        _, labels = kmeans(xc, k, generator)
+        resp = F.one_hot(labels, k).to(work.dtype)
+        previous_ll = torch.tensor(-math.inf, dtype=work.dtype, device=x.device)
+        for it in range(1, max_iter + 1):
+            log_prob, means = _em_log_prob(work, x_sq, resp, covariance, reg)
+            log_norm = log_prob.logsumexp(1, keepdim=True)
+            resp = (log_prob - log_norm).exp()
+            ll = log_norm.mean()
+            change = (ll - previous_ll).abs()
+            previous_ll = ll
+            if it % CHECK_EVERY == 0 and bool(change < tol):
+                break
+        if best is None or float(ll) > best_ll:  # one synchronisation per start
+            best_ll, best = float(ll), (means, resp)
+    means, resp = best
+    return (means + offset).to(x.dtype), resp.argmax(1)
 
 
 def random_centers(x: Tensor, k: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -269,13 +305,17 @@ RECLUSTER_METHODS: dict[str, Reclusterer] = {
 }
 
 
-def recluster(x: Tensor, k: int, method: str, generator: torch.Generator, n_init: int = 1) -> tuple[Tensor, Tensor]:
+def recluster(x: Tensor, k: int, method: str, generator: torch.Generator, n_init: int = 1,
+              em_covariance: str = "full") -> tuple[Tensor, Tensor]:
     """Cluster x into k groups with the named method; returns (centers (k, d), labels (n,) int64). k-means keeps
-    the best of ``n_init`` seedings by inertia; the other methods start once."""
+    the best of ``n_init`` seedings by inertia, EM the best of ``n_init`` starts by likelihood (with
+    ``em_covariance`` covariances); the other methods start once."""
     try:
         algorithm = RECLUSTER_METHODS[method]
     except KeyError:
         raise ValueError(f"unknown recluster method {method!r}; valid methods: {', '.join(RECLUSTER_METHODS)}") from None
     if method == "kmeans":
         return kmeans(x, k, generator, n_init=n_init)
+    if method == "em":
+        return gmm_em(x, k, generator, n_init=n_init, covariance=em_covariance)
     return algorithm(x, k, generator)

@@ -15,6 +15,9 @@ BRBMode = Literal[
     "baseline", "recluster", "reset", "brb", "disentangled", "embedding_noise", "perturb_only", "scaled_gaussian"
 ]
 ReclusterMethod = Literal["kmeans", "kmeans++", "kmedoids", "em", "random"]
+# Reclustering methods that start brb.recluster_inits times and keep the best (k-means by inertia, EM by likelihood).
+SEEDED_RECLUSTER_METHODS = ("kmeans", "em")
+EMCovariance = Literal["full", "diag"]
 ReSLStrategy = Literal["none", "sp", "sp_star", "ht"]
 Precision = Literal["float32", "tf32", "bf16"]
 DCNUpdate = Literal["epoch", "step"]
@@ -25,7 +28,8 @@ EXECUTION_FIELDS = ("device", "checkpoint_every", "train.cuda_graphs", "train.co
 # Settings added after trials were recorded, with what those trials ran with: ids and cache keys name a setting only
 # where it acts and differs from this, so the ids recorded then still name what they computed.
 FORMER_DEFAULTS = {"data.affine": "smooth", "data.resize": None, "train.drop_last": False, "brb.reset_init": "linear",
-                   "brb.reset_momentum": True, "net.batch_norm": False, "brb.recluster_inits": 1}
+                   "brb.reset_momentum": True, "net.batch_norm": False, "brb.recluster_inits": 1,
+                   "brb.em_covariance": "diag"}
 # BRB modes that draw fresh weights φ (the others leave weights alone or draw scaled Gaussians).
 PHI_MODES = {"reset", "brb", "disentangled", "perturb_only"}
 LEARNABLE_CENTROID_ALGORITHMS = ("dec", "idec")  # DCN moves its centroids by running means, LFSS by k-means
@@ -158,9 +162,12 @@ class BRBConfig(_Group):
     block_alpha: float | None = Field(default=None, ge=0.0, le=1.0)  # α of ResNet block 4; None = alpha
     block_alpha_step: float = Field(default=0.0, ge=0.0, le=1.0)  # α grows by this per ResNet block below block 4
     recluster: ReclusterMethod = "kmeans"
-    # k-means++ seedings per reclustering k-means, the best by inertia kept: the authors' code reclusters with
-    # scikit-learn's KMeans(n_init=10); one seeding lands in a poor local optimum more often
+    # Starts per reclustering k-means or EM, the best kept: the authors' code reclusters with scikit-learn's
+    # KMeans(n_init=10) and GaussianMixture(n_init=10); one seeding lands in a poor local optimum more often
     recluster_inits: int = Field(default=10, ge=1)
+    # Covariances of the em reclustering: full, as the authors' GaussianMixture; diag costs O(d) per component
+    # instead of O(d²) and a Cholesky factor, for wide embeddings
+    em_covariance: EMCovariance = "full"
     subsample: int = Field(default=10_000, ge=1)
     # Zero the centroids' Adam moments at each reclustering. None = as the authors: with weight resets, not when
     # reclustering alone (mode recluster).
@@ -279,9 +286,10 @@ class TrialConfig(_Group):
         return wanted and self._recenters
 
     @property
-    def reclusters_by_kmeans(self) -> bool:
-        """Whether BRB's periodic step computes new centroids by k-means (disentangled takes label means)."""
-        return self.brb.mode in CENTROID_RECLUSTERING_MODES and self.brb.recluster == "kmeans"
+    def recluster_method(self) -> str | None:
+        """The method BRB's periodic step computes new centroids with; None where it takes none (baseline, reset,
+        disentangled, which takes label means)."""
+        return self.brb.recluster if self.brb.mode in CENTROID_RECLUSTERING_MODES else None
 
     @property
     def drops_last_batch(self) -> bool:
@@ -295,7 +303,9 @@ class TrialConfig(_Group):
                   "brb.reset_init": self.brb.reset_init if self.brb.mode in PHI_MODES else None,
                   "brb.reset_momentum": self.resets_center_momentum if self._recenters else None,
                   "net.batch_norm": self.net.batch_norm,
-                  "brb.recluster_inits": self.brb.recluster_inits if self.reclusters_by_kmeans else None}
+                  "brb.recluster_inits": (self.brb.recluster_inits
+                                          if self.recluster_method in SEEDED_RECLUSTER_METHODS else None),
+                  "brb.em_covariance": self.brb.em_covariance if self.recluster_method == "em" else None}
         return {name: value for name, value in acting.items()
                 if value is not None and value != FORMER_DEFAULTS[name]}
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from raydc.config import (CENTROID_RECLUSTERING_MODES, LEARNABLE_CENTROID_ALGORITHMS, PHI_MODES, RECLUSTERING_MODES,
-                          RESETTING_MODES, TrialConfig)
+                          RESETTING_MODES, SEEDED_RECLUSTER_METHODS, TrialConfig)
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,10 @@ RULES: dict[str, Rule] = {
     "brb.block_alpha_step": Rule(_resets_block, f"{_modes(RESETTING_MODES)} and brb.layers holds a ResNet block"),
     "brb.interval": Rule(lambda c: c.brb.mode != "baseline", "brb.mode is not baseline"),
     "brb.recluster": Rule(lambda c: c.brb.mode in CENTROID_RECLUSTERING_MODES, _modes(CENTROID_RECLUSTERING_MODES)),
-    "brb.recluster_inits": Rule(lambda c: c.reclusters_by_kmeans,
-                                f"{_modes(CENTROID_RECLUSTERING_MODES)} and brb.recluster is kmeans"),
+    "brb.recluster_inits": Rule(lambda c: c.recluster_method in SEEDED_RECLUSTER_METHODS,
+                                f"{_modes(CENTROID_RECLUSTERING_MODES)} and brb.recluster is kmeans or em"),
+    "brb.em_covariance": Rule(lambda c: c.recluster_method == "em",
+                              f"{_modes(CENTROID_RECLUSTERING_MODES)} and brb.recluster is em"),
     "brb.subsample": Rule(lambda c: c.brb.mode in RECLUSTERING_MODES, _modes(RECLUSTERING_MODES)),
     "brb.reset_momentum": Rule(lambda c: c.brb.mode in RECLUSTERING_MODES
                                and c.train.algorithm in LEARNABLE_CENTROID_ALGORITHMS,
