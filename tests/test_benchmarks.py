@@ -17,16 +17,22 @@ def test_benchmark_script_imports(script, monkeypatch):
     sys.modules.pop(script, None)
 
 
+def _printed_lines(script: str, args: list[str], monkeypatch, capsys) -> list[str]:
+    """What a benchmark's main() prints when run with the command-line arguments args."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module(script)
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    module.main()
+    sys.modules.pop(script, None)
+    return capsys.readouterr().out.splitlines()
+
+
 @pytest.mark.parametrize("script", ["epoch_time", "brb_overhead"])
 def test_timing_benchmarks_run_on_a_tiny_cpu_case(script, monkeypatch, capsys):
     """The epoch-time benchmarks drive the trial engine's internals directly: a tiny run catches API drift."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    module = importlib.import_module(script)
-    monkeypatch.setattr(sys, "argv", [script, "--device", "cpu", "--n", "300", "--epochs", "1", "--subsample", "200",
-                                      "--eval-subsample", "100", "--algorithms", "dcn"])
-    module.main()
-    sys.modules.pop(script, None)
-    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("dcn")]
+    lines = _printed_lines(script, ["--device", "cpu", "--n", "300", "--epochs", "1", "--subsample", "200",
+                                    "--eval-subsample", "100", "--algorithms", "dcn"], monkeypatch, capsys)
+    rows = [line.split() for line in lines if line.startswith("dcn")]
     assert rows, "no timing row printed"
     for row in rows:
         seconds = [float(v.rstrip("%x")) for v in row[1:] if v[0].isdigit()]
@@ -34,13 +40,9 @@ def test_timing_benchmarks_run_on_a_tiny_cpu_case(script, monkeypatch, capsys):
 
 
 def test_eval_time_benchmark_runs_on_a_tiny_cpu_case(monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    module = importlib.import_module("eval_time")
-    monkeypatch.setattr(sys, "argv", ["eval_time", "--device", "cpu", "--n", "400", "--members", "1", "3",
-                                      "--subsample", "100", "--repeats", "1"])
-    module.main()
-    sys.modules.pop("eval_time", None)
-    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[0].isdigit()]
+    lines = _printed_lines("eval_time", ["--device", "cpu", "--n", "400", "--members", "1", "3", "--subsample", "100",
+                                         "--repeats", "1"], monkeypatch, capsys)
+    rows = [line.split() for line in lines if line.split()[0].isdigit()]
     assert [int(r[0]) for r in rows] == [1, 3]
     assert all(float(v.rstrip("x")) > 0 for r in rows for v in r[1:]), rows
 
@@ -48,12 +50,7 @@ def test_eval_time_benchmark_runs_on_a_tiny_cpu_case(monkeypatch, capsys):
 def test_recluster_benchmark_counts_operations_and_times_every_method(monkeypatch, capsys):
     from raydc.clustering.kmeans import RECLUSTER_METHODS
 
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    module = importlib.import_module("recluster_time")
-    monkeypatch.setattr(sys, "argv", ["recluster_time", "--device", "cpu", "--n", "300", "--repeats", "1"])
-    module.main()
-    sys.modules.pop("recluster_time", None)
-    lines = capsys.readouterr().out.splitlines()
+    lines = _printed_lines("recluster_time", ["--device", "cpu", "--n", "300", "--repeats", "1"], monkeypatch, capsys)
     counts = next(line for line in lines if line.startswith("operations:"))
     assert float(counts.split()[-1]) > 0 and int(counts.split()[3].rstrip(",")) > 0
     variants = {"em-diag", "kmeans-x10", "em-x10", "em-diag-x10"}
@@ -63,12 +60,8 @@ def test_recluster_benchmark_counts_operations_and_times_every_method(monkeypatc
 
 
 def test_em_reference_compares_both_codes_on_each_covariance(monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    module = importlib.import_module("em_reference")
-    monkeypatch.setattr(sys, "argv", ["em_reference", "--dataset", "digits", "--seeds", "0", "--inits", "2"])
-    module.main()
-    sys.modules.pop("em_reference", None)
-    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[0] in ("full", "diag")]
+    lines = _printed_lines("em_reference", ["--dataset", "digits", "--seeds", "0", "--inits", "2"], monkeypatch, capsys)
+    rows = [line.split() for line in lines if line.split()[0] in ("full", "diag")]
     assert [(r[0], r[1]) for r in rows] == [("full", "raydc"), ("full", "scikit-learn"),
                                             ("diag", "raydc"), ("diag", "scikit-learn")]
     assert all(0 < float(r[2]) <= 1 and float(r[-1]) > 0 for r in rows), rows
