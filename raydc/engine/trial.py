@@ -127,11 +127,13 @@ class Trial:
     @torch.no_grad()
     def _sweep_centers(self) -> None:
         """DCN "epoch": with the network fixed, move the centres batch by batch over a new order of the un-augmented
-        data (every worker draws the same order, so centres stay equal across workers)."""
+        data, in the training epoch's batches (every worker draws the same order, so centres stay equal across
+        workers). The authors' code passes over its training loader: with drop_last, the full batches only."""
         state = self.state
         z = embed(state.net, state.data.x)
         order = torch.randperm(state.data.n, generator=state.generator, device=state.generator.device).to(z.device)
-        for batch in z[order].split(self.config.train.batch_size):
+        swept = trained_count(state.data.n, self.config.train.batch_size, self.config.drops_last_batch)
+        for batch in z[order[:swept]].split(self.config.train.batch_size):
             self.move_centers(batch)
         self.epoch_embedding = z  # the network has not changed since: evaluation reuses it
 

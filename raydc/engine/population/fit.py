@@ -284,11 +284,13 @@ class _Step:
 def _sweep_centers(members: list[Member], stack: StackedModels, move: CapturedStep, data: Dataset) -> torch.Tensor:
     """Trial._sweep_centers for every member at once: each draws its own order from its own generator, as fit()
     does; returns the (M, n, d) embedding the pass used, which evaluation reuses."""
+    config = members[0].state.config
     z = stack.embed(data.x)
     orders = torch.stack([torch.randperm(data.n, generator=m.state.generator, device=m.state.generator.device)
                           for m in members]).to(z.device)
-    shuffled = torch.gather(z, 1, orders.unsqueeze(2).expand_as(z))
-    for batch in shuffled.split(members[0].state.config.train.batch_size, dim=1):
+    orders = orders[:, :trained_count(data.n, config.train.batch_size, config.drops_last_batch)]
+    shuffled = torch.gather(z, 1, orders.unsqueeze(2).expand(-1, -1, z.shape[2]))
+    for batch in shuffled.split(config.train.batch_size, dim=1):
         move(batch)
     return z
 
