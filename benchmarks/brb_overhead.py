@@ -44,7 +44,7 @@ def step_parts(trial: Trial, subsample: int) -> dict[str, Callable[[dict], None]
 
     def cluster(state: dict) -> None:
         state["centers"], _ = recluster(state["z"], data.n_clusters, brb.recluster, generator,
-                                        n_init=brb.recluster_inits, em_covariance=brb.em_covariance)
+                                        **brb.recluster_options)
 
     def momentum(state: dict) -> None:
         if held.model.learnable_centers:

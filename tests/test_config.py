@@ -29,6 +29,7 @@ def test_defaults_are_table5():
     ({"brb": {"recluster": "dbscan"}}, "brb.recluster"),
     ({"brb": {"recluster_inits": 0}}, "brb.recluster_inits"),
     ({"brb": {"em_covariance": "spherical"}}, "brb.em_covariance"),
+    ({"brb": {"kmedoids_init": "random"}}, "brb.kmedoids_init"),
     ({"train": {"init_kmeans_inits": 0}}, "train.init_kmeans_inits"),
     ({"train": {"lr": 0}}, "train.lr"),
     ({"pretrain": {"epochs": -1}}, "pretrain.epochs"),
@@ -123,10 +124,10 @@ def _merged(*parts: dict) -> dict:
     return out
 
 
-# What trials ran with before data.affine, data.resize, train.drop_last, brb.reset_init, brb.recluster_inits and
-# brb.em_covariance existed.
+# What trials ran with before data.affine, data.resize, train.drop_last, brb.reset_init, brb.recluster_inits,
+# brb.em_covariance and brb.kmedoids_init existed.
 FORMER = {"data": {"affine": "smooth", "resize": None}, "train": {"drop_last": False},
-          "brb": {"reset_init": "linear", "recluster_inits": 1, "em_covariance": "diag"}}
+          "brb": {"reset_init": "linear", "recluster_inits": 1, "em_covariance": "diag", "kmedoids_init": "kmeans++"}}
 NEW_DEFAULTS = [{"data": {"affine": "torchvision"}}, {"data": {"resize": 28}}, {"train": {"drop_last": True}},
                 {"brb": {"reset_init": "kaiming"}}, {"brb": {"recluster_inits": 10}}]
 
@@ -191,6 +192,11 @@ def test_settings_added_later_keep_recorded_ids_and_key_what_they_change():
     assert trial_id(make_config(em)) != trial_id(former(em))
     same_everywhere(shared, {"brb": {"em_covariance": "full"}})  # k-means has no covariances
     same_everywhere({"brb": {"mode": "reset", "recluster": "em"}, **shared}, {"brb": {"em_covariance": "full"}})
+    # k-medoids started from k-means++ seeds before; its heuristic start names itself where k-medoids reclusters.
+    kmedoids = {"brb": {"recluster": "kmedoids"}}
+    assert trial_id(former(kmedoids)) == "ddd4db58874b4f74"
+    assert trial_id(former(kmedoids, {"brb": {"kmedoids_init": "heuristic"}})) != trial_id(former(kmedoids))
+    same_everywhere(em, {"brb": {"kmedoids_init": "heuristic"}})
     recluster = {"brb": {"mode": "recluster"}}
     assert not former(recluster).resets_center_momentum
     assert former(recluster, {"brb": {"reset_momentum": True}}).resets_center_momentum

@@ -136,12 +136,25 @@ def test_kmeans_rejects_bad_k_and_init(blobs):
         kmeans(x, K, seeded(), init=x[:2])
 
 
-def test_kmedoids_centers_are_data_rows_and_block_size_free(blobs):
+@pytest.mark.parametrize("init", ["heuristic", "kmeans++"])
+def test_kmedoids_centers_are_data_rows_and_block_size_free(blobs, init):
     x, y = blobs
-    centers, labels = kmedoids(x, K, seeded(), block_size=64)
+    centers, labels = kmedoids(x, K, seeded(), init=init, block_size=64)
     assert y[row_indices(centers, x)].unique().numel() == K
-    reference = kmedoids(x, K, seeded())
+    reference = kmedoids(x, K, seeded(), init=init)
     assert torch.equal(centers, reference[0]) and torch.equal(labels, reference[1])
+
+
+def test_kmedoids_heuristic_starts_from_the_most_central_points_and_draws_nothing(blobs):
+    x, _ = blobs
+    summed = torch.cdist(x.double(), x.double()).sum(1)
+    central = set(summed.argsort()[:K].tolist())
+    generator = seeded(5)
+    state = generator.get_state()
+    start = kmedoids(x, K, generator, max_iter=0)[0]  # no step: the medoids it starts from
+    assert set(row_indices(start, x).tolist()) == central  # scikit-learn-extra's KMedoids(init="heuristic")
+    assert torch.equal(generator.get_state(), state)
+    assert torch.equal(kmedoids(x, K, seeded(1))[0], kmedoids(x, K, seeded(2))[0])
 
 
 @pytest.mark.parametrize("covariance", ["full", "diag"])

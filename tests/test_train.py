@@ -186,18 +186,22 @@ def test_reclustering_keeps_the_configured_number_of_kmeans_seedings(monkeypatch
         assert seedings == [inits or 10]  # 10 by default, as the authors' scikit-learn KMeans(n_init=10)
 
 
-def test_em_reclustering_takes_the_configured_starts_and_covariances(monkeypatch, digits, cache):
+@pytest.mark.parametrize("method, function, settings, expected", [
+    ("em", "gmm_em", {}, {"n_init": 10, "covariance": "full"}),  # the authors' GaussianMixture
+    ("em", "gmm_em", {"recluster_inits": 2, "em_covariance": "diag"}, {"n_init": 2, "covariance": "diag"}),
+    ("kmedoids", "kmedoids", {}, {"init": "heuristic"}),  # the authors' KMedoids
+    ("kmedoids", "kmedoids", {"kmedoids_init": "kmeans++"}, {"init": "kmeans++"}),
+])
+def test_reclustering_takes_the_configured_options(method, function, settings, expected, monkeypatch, digits, cache):
     import raydc.clustering.kmeans as kmeans_module
 
-    calls, run = [], kmeans_module.gmm_em
-    monkeypatch.setattr(kmeans_module, "gmm_em", lambda *a, **kw: calls.append(kw) or run(*a, **kw))
-    for settings, expected in (({}, {"n_init": 10, "covariance": "full"}),  # the authors' GaussianMixture
-                               ({"recluster_inits": 2, "em_covariance": "diag"}, {"n_init": 2, "covariance": "diag"})):
-        trial = _ready_trial(_config(brb={"mode": "recluster", "recluster": "em", **settings}), digits, cache)
-        calls.clear()
-        trial.periodic_step()
-        assert calls == [expected]
-        assert torch.isfinite(trial.state.model.centers).all()
+    calls, run = [], getattr(kmeans_module, function)
+    monkeypatch.setattr(kmeans_module, function, lambda *a, **kw: calls.append(kw) or run(*a, **kw))
+    trial = _ready_trial(_config(brb={"mode": "recluster", "recluster": method, **settings}), digits, cache)
+    calls.clear()
+    trial.periodic_step()
+    assert calls == [expected]
+    assert torch.isfinite(trial.state.model.centers).all()
 
 
 def test_initial_kmeans_keeps_the_configured_number_of_seedings(monkeypatch, digits, cache):

@@ -173,20 +173,32 @@ def _within_cluster_costs(x: Tensor, labels: Tensor, k: int, block_size: int) ->
     return sums.gather(1, labels.unsqueeze(1)).squeeze(1)
 
 
-def kmedoids(
-    x: Tensor, k: int, generator: torch.Generator, *, max_iter: int = 50, block_size: int = 1024
-) -> tuple[Tensor, Tensor]:
-    """Alternating k-medoids (Park & Jun, 2009) on Euclidean distances with k-means++ seeding.
+KMEDOIDS_INITS = ("heuristic", "kmeans++")
 
+
+def kmedoids(
+    x: Tensor, k: int, generator: torch.Generator, *, init: str = "heuristic", max_iter: int = 300,
+    block_size: int = 1024
+) -> tuple[Tensor, Tensor]:
+    """Alternating k-medoids (Park & Jun, 2009) on Euclidean distances, as scikit-learn-extra's KMedoids.
+
+    ``init`` "heuristic" starts from the k points with the smallest summed distance to all points (KMedoids's
+    default, which the BRB authors' code runs; it draws no random numbers), "kmeans++" from k-means++ seeds.
     Each step assigns points to the nearest medoid, then moves every medoid to the member with the
     smallest summed distance to its cluster. Pairwise distances are formed ``block_size`` rows at a time.
     Returns (medoids = rows of x (k, d), labels (n,) int64).
     """
+    if init not in KMEDOIDS_INITS:
+        raise ValueError(f"unknown k-medoids init {init!r}; valid: {', '.join(KMEDOIDS_INITS)}")
     x = _as_float(x)
     _check_k(x, k)
     n = x.shape[0]
     xc = x - x.mean(0)
-    medoids = _kmeans_plusplus_indices(xc, k, generator)
+    if init == "heuristic":
+        everyone = torch.zeros(n, dtype=torch.long, device=x.device)  # one cluster: each point's summed distance
+        medoids = _within_cluster_costs(xc, everyone, 1, block_size).topk(k, largest=False).indices
+    else:
+        medoids = _kmeans_plusplus_indices(xc, k, generator)
     positions = torch.arange(n, device=x.device)
     for _ in range(max_iter):
         labels = nearest(xc, xc[medoids])
@@ -306,10 +318,10 @@ RECLUSTER_METHODS: dict[str, Reclusterer] = {
 
 
 def recluster(x: Tensor, k: int, method: str, generator: torch.Generator, n_init: int = 1,
-              em_covariance: str = "full") -> tuple[Tensor, Tensor]:
+              em_covariance: str = "full", kmedoids_init: str = "heuristic") -> tuple[Tensor, Tensor]:
     """Cluster x into k groups with the named method; returns (centers (k, d), labels (n,) int64). k-means keeps
     the best of ``n_init`` seedings by inertia, EM the best of ``n_init`` starts by likelihood (with
-    ``em_covariance`` covariances); the other methods start once."""
+    ``em_covariance`` covariances); k-medoids starts once from ``kmedoids_init``, the other methods once."""
     try:
         algorithm = RECLUSTER_METHODS[method]
     except KeyError:
@@ -318,4 +330,6 @@ def recluster(x: Tensor, k: int, method: str, generator: torch.Generator, n_init
         return kmeans(x, k, generator, n_init=n_init)
     if method == "em":
         return gmm_em(x, k, generator, n_init=n_init, covariance=em_covariance)
+    if method == "kmedoids":
+        return kmedoids(x, k, generator, init=kmedoids_init)
     return algorithm(x, k, generator)

@@ -18,6 +18,7 @@ ReclusterMethod = Literal["kmeans", "kmeans++", "kmedoids", "em", "random"]
 # Reclustering methods that start brb.recluster_inits times and keep the best (k-means by inertia, EM by likelihood).
 SEEDED_RECLUSTER_METHODS = ("kmeans", "em")
 EMCovariance = Literal["full", "diag"]
+KMedoidsInit = Literal["heuristic", "kmeans++"]  # raydc.clustering.kmeans.KMEDOIDS_INITS
 ReSLStrategy = Literal["none", "sp", "sp_star", "ht"]
 Precision = Literal["float32", "tf32", "bf16"]
 DCNUpdate = Literal["epoch", "step"]
@@ -29,7 +30,7 @@ EXECUTION_FIELDS = ("device", "checkpoint_every", "train.cuda_graphs", "train.co
 # where it acts and differs from this, so the ids recorded then still name what they computed.
 FORMER_DEFAULTS = {"data.affine": "smooth", "data.resize": None, "train.drop_last": False, "brb.reset_init": "linear",
                    "brb.reset_momentum": True, "net.batch_norm": False, "brb.recluster_inits": 1,
-                   "brb.em_covariance": "diag"}
+                   "brb.em_covariance": "diag", "brb.kmedoids_init": "kmeans++"}
 # BRB modes that draw fresh weights φ (the others leave weights alone or draw scaled Gaussians).
 PHI_MODES = {"reset", "brb", "disentangled", "perturb_only"}
 LEARNABLE_CENTROID_ALGORITHMS = ("dec", "idec")  # DCN moves its centroids by running means, LFSS by k-means
@@ -168,6 +169,9 @@ class BRBConfig(_Group):
     # Covariances of the em reclustering: full, as the authors' GaussianMixture; diag costs O(d) per component
     # instead of O(d²) and a Cholesky factor, for wide embeddings
     em_covariance: EMCovariance = "full"
+    # Medoids the kmedoids reclustering starts from: heuristic, the k most central points, as the authors'
+    # scikit-learn-extra KMedoids; kmeans++ draws seeds, so its reclusterings differ from seed to seed
+    kmedoids_init: KMedoidsInit = "heuristic"
     subsample: int = Field(default=10_000, ge=1)
     # Zero the centroids' Adam moments at each reclustering. None = as the authors: with weight resets, not when
     # reclustering alone (mode recluster).
@@ -176,6 +180,12 @@ class BRBConfig(_Group):
     # linear = nn.Linear's own initialisation (bound 1/√fan_in). Biases draw from ±1/√fan_in either way.
     reset_init: ResetInit = "kaiming"
     noise_beta: float = Field(default=0.3, gt=0)  # eq 18
+
+    @property
+    def recluster_options(self) -> dict[str, Any]:
+        """The keyword arguments of raydc.clustering.kmeans.recluster that these settings choose."""
+        return {"n_init": self.recluster_inits, "em_covariance": self.em_covariance,
+                "kmedoids_init": self.kmedoids_init}
 
     @field_validator("layers")
     @classmethod
@@ -305,7 +315,8 @@ class TrialConfig(_Group):
                   "net.batch_norm": self.net.batch_norm,
                   "brb.recluster_inits": (self.brb.recluster_inits
                                           if self.recluster_method in SEEDED_RECLUSTER_METHODS else None),
-                  "brb.em_covariance": self.brb.em_covariance if self.recluster_method == "em" else None}
+                  "brb.em_covariance": self.brb.em_covariance if self.recluster_method == "em" else None,
+                  "brb.kmedoids_init": self.brb.kmedoids_init if self.recluster_method == "kmedoids" else None}
         return {name: value for name, value in acting.items()
                 if value is not None and value != FORMER_DEFAULTS[name]}
 

@@ -49,6 +49,8 @@ RULES: dict[str, Rule] = {
                                 f"{_modes(CENTROID_RECLUSTERING_MODES)} and brb.recluster is kmeans or em"),
     "brb.em_covariance": Rule(lambda c: c.recluster_method == "em",
                               f"{_modes(CENTROID_RECLUSTERING_MODES)} and brb.recluster is em"),
+    "brb.kmedoids_init": Rule(lambda c: c.recluster_method == "kmedoids",
+                              f"{_modes(CENTROID_RECLUSTERING_MODES)} and brb.recluster is kmedoids"),
     "brb.subsample": Rule(lambda c: c.brb.mode in RECLUSTERING_MODES, _modes(RECLUSTERING_MODES)),
     "brb.reset_momentum": Rule(lambda c: c.brb.mode in RECLUSTERING_MODES
                                and c.train.algorithm in LEARNABLE_CENTROID_ALGORITHMS,

@@ -128,8 +128,7 @@ class TrialState:
                 noise = torch.randn(z.shape, generator=self.generator, device=self.generator.device).to(z.device)
                 noise = noise / noise.norm(dim=1, keepdim=True).clamp_min(1e-12) * z.norm(dim=1, keepdim=True)
                 z = z + brb.noise_beta * noise
-            centers, _ = recluster(z, k, brb.recluster, self.generator, n_init=brb.recluster_inits,
-                                   em_covariance=brb.em_covariance)
+            centers, _ = recluster(z, k, brb.recluster, self.generator, **brb.recluster_options)
         # Every sample is reassigned to the new centroids (DCN's loss uses these assignments).
         self.model.set_centers(centers, nearest(z_all, centers))
 

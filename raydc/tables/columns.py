@@ -117,6 +117,7 @@ CONFIG = {
     "brb.recluster": "reclustering method after a reset (kmeans, kmeans++, kmedoids, em, random)",
     "brb.recluster_inits": "starts of each reclustering k-means (by inertia) or EM (by likelihood), the best kept",
     "brb.em_covariance": "covariances of the em reclustering's Gaussians (full or diag)",
+    "brb.kmedoids_init": "medoids the kmedoids reclustering starts from (heuristic: the most central points)",
     "brb.subsample": "samples the reclustering k-means runs on",
     "brb.reset_momentum": "whether Adam's moments are reset with the weights (null = the mode's default)",
     "brb.reset_init": "initialisation of the fresh weights mixed in",
