@@ -1,7 +1,8 @@
 """Cost of BRB's reclustering: seconds per call of each method and tensor operations (kernel launches on a GPU) of
 k-means++ seeding and of one Lloyd iteration, on a BRB-sized embedding (10,000 × 10, a mixture of 10 blobs).
-Each method starts once (EM with full covariances); then the variants a trial can configure: EM with diagonal
-covariances (brb.em_covariance) and the methods that keep the best of --inits starts (brb.recluster_inits).
+Each method starts once (EM with full covariances, k-medoids from the most central points); then the variants a
+trial can configure: EM with diagonal covariances (brb.em_covariance), k-medoids from k-means++ seeds
+(brb.kmedoids_init) and the methods that keep the best of --inits starts (brb.recluster_inits).
 
 A Lloyd iteration's operations are counted as the difference between 10 and 50 iterations run to the end,
 so the count does not depend on when a run converges. Example:
@@ -60,14 +61,15 @@ def main() -> None:
 
     seeding = operations(lambda: _kmeans_plusplus_indices(x, args.k, generator()))
     print(f"operations: k-means++ seeding {seeding}, one Lloyd iteration {(lloyd(50) - lloyd(10)) / 40:.1f}")
-    print(f"{'method':<14} {'s/call':>10}")
+    print(f"{'method':<18} {'s/call':>10}")
     def timed(label: str, method: str, **options) -> None:
         per_call = seconds(lambda: recluster(x, args.k, method, generator(), **options), device, args.repeats)
-        print(f"{label:<14} {per_call:10.6f}")
+        print(f"{label:<18} {per_call:10.6f}")
 
     for method in RECLUSTER_METHODS:
         timed(method, method)
     timed("em-diag", "em", em_covariance="diag")
+    timed("kmedoids-kmeans++", "kmedoids", kmedoids_init="kmeans++")
     for method in SEEDED_RECLUSTER_METHODS:
         timed(f"{method}-x{args.inits}", method, n_init=args.inits)
     timed(f"em-diag-x{args.inits}", "em", n_init=args.inits, em_covariance="diag")

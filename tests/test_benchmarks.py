@@ -53,7 +53,7 @@ def test_recluster_benchmark_counts_operations_and_times_every_method(monkeypatc
     lines = _printed_lines("recluster_time", ["--device", "cpu", "--n", "300", "--repeats", "1"], monkeypatch, capsys)
     counts = next(line for line in lines if line.startswith("operations:"))
     assert float(counts.split()[-1]) > 0 and int(counts.split()[3].rstrip(",")) > 0
-    variants = {"em-diag", "kmeans-x10", "em-x10", "em-diag-x10"}
+    variants = {"em-diag", "kmedoids-kmeans++", "kmeans-x10", "em-x10", "em-diag-x10"}
     timed = {line.split()[0]: float(line.split()[1]) for line in lines
              if line.split()[0] in {*RECLUSTER_METHODS, *variants}}
     assert set(timed) == {*RECLUSTER_METHODS, *variants} and all(s > 0 for s in timed.values())
