@@ -173,7 +173,7 @@ def _within_cluster_costs(x: Tensor, labels: Tensor, k: int, block_size: int) ->
     return sums.gather(1, labels.unsqueeze(1)).squeeze(1)
 
 
-KMEDOIDS_INITS = ("heuristic", "kmeans++")
+KMEDOIDS_INITS = ("heuristic", "kmeans++")  # the medoids k-medoids starts from (brb.kmedoids_init)
 
 
 def kmedoids(
@@ -238,7 +238,7 @@ def _full_gaussian_log_prob(x: Tensor, means: Tensor, covariances: Tensor, log_w
 EM_SETTINGS = {"full": {"reg": 1e-5, "tol": 1e-3}, "diag": {"reg": 1e-6, "tol": 1e-4}}
 
 
-def _em_log_prob(x: Tensor, x_sq: Tensor, resp: Tensor, covariance: str, reg: float) -> tuple[Tensor, Tensor]:
+def _em_log_prob(x: Tensor, x_sq: Tensor | None, resp: Tensor, covariance: str, reg: float) -> tuple[Tensor, Tensor]:
     """M step from the responsibilities, then the (n, k) joint log-densities under it; also returns the means."""
     # Guards empty components against 0/0, as scikit-learn does.
     mass = resp.sum(0) + 10 * torch.finfo(x.dtype).eps
@@ -272,7 +272,7 @@ def gmm_em(
     xc = x - offset
     # A full covariance of a tight component is near-singular in float32 at an embedding's scale: factor in float64.
     work = xc.double() if covariance == "full" else xc
-    x_sq = work.pow(2)
+    x_sq = work.pow(2) if covariance == "diag" else None  # what the diagonal form's GEMMs read
     best_ll, best = -math.inf, None
     for _ in range(max(n_init, 1)):
         _, labels = kmeans(xc, k, generator)
